@@ -1,0 +1,113 @@
+//! The account actor's state: who owns it, its KYC tier, whether it is frozen, and a
+//! balance (`available` and `held`) per asset it has ever touched.
+//!
+//! Only the engine's `Ledger` changes balances, so that every change also moves the
+//! per-asset running totals that reconciliation checks.
+
+use smallvec::SmallVec;
+
+use crate::ids::{AssetId, KycTier, OwnerId};
+use crate::money::Amount;
+
+/// An account's holding of one asset. `available` can be spent; `held` is reserved for
+/// open authorizations (and, later, open orders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balance {
+    asset: AssetId,
+    available: Amount,
+    held: Amount,
+}
+
+impl Balance {
+    const fn empty(asset: AssetId) -> Self {
+        Self { asset, available: Amount::ZERO, held: Amount::ZERO }
+    }
+    pub fn asset(&self) -> AssetId {
+        self.asset
+    }
+    pub fn available(&self) -> Amount {
+        self.available
+    }
+    pub fn held(&self) -> Amount {
+        self.held
+    }
+    /// `available + held`: bounded by the asset's total, so it never overflows.
+    pub fn total(&self) -> Amount {
+        self.available.checked_add(self.held).expect("a balance is bounded by its asset's total")
+    }
+}
+
+/// One account. Two assets fit inline; a third spills the balances to the heap once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    balances: SmallVec<[Balance; 2]>,
+    owner: OwnerId,
+    kyc_tier: KycTier,
+    frozen: bool,
+}
+
+impl Account {
+    pub(crate) fn new(owner: OwnerId, kyc_tier: KycTier) -> Self {
+        Self { balances: SmallVec::new(), owner, kyc_tier, frozen: false }
+    }
+
+    pub fn owner(&self) -> OwnerId {
+        self.owner
+    }
+    pub fn kyc_tier(&self) -> KycTier {
+        self.kyc_tier
+    }
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// The balance of `asset`, zero if the account never held it.
+    pub fn balance(&self, asset: AssetId) -> Balance {
+        self.balances.iter().find(|balance| balance.asset == asset).copied().unwrap_or(Balance::empty(asset))
+    }
+
+    pub fn available(&self, asset: AssetId) -> Amount {
+        self.balance(asset).available
+    }
+
+    /// Every balance the account has, ordered by asset.
+    pub fn balances(&self) -> &[Balance] {
+        &self.balances
+    }
+
+    pub(crate) fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+    pub(crate) fn set_kyc_tier(&mut self, kyc_tier: KycTier) {
+        self.kyc_tier = kyc_tier;
+    }
+
+    /// The balance of `asset`, created (in asset order) on first use.
+    fn slot(&mut self, asset: AssetId) -> &mut Balance {
+        let position = match self.balances.binary_search_by_key(&asset, |balance| balance.asset) {
+            Ok(position) => position,
+            Err(position) => {
+                self.balances.insert(position, Balance::empty(asset));
+                position
+            }
+        };
+        &mut self.balances[position]
+    }
+
+    pub(crate) fn add_available(&mut self, asset: AssetId, amount: Amount) {
+        let slot = self.slot(asset);
+        slot.available = slot.available.checked_add(amount).expect("credit bounded by the asset total");
+    }
+    pub(crate) fn sub_available(&mut self, asset: AssetId, amount: Amount) {
+        let slot = self.slot(asset);
+        slot.available = slot.available.checked_sub(amount).expect("debit checked against available");
+    }
+    pub(crate) fn add_held(&mut self, asset: AssetId, amount: Amount) {
+        let slot = self.slot(asset);
+        slot.held = slot.held.checked_add(amount).expect("hold bounded by the asset total");
+    }
+    pub(crate) fn sub_held(&mut self, asset: AssetId, amount: Amount) {
+        let slot = self.slot(asset);
+        slot.held = slot.held.checked_sub(amount).expect("a hold never goes negative");
+    }
+}

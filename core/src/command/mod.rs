@@ -1,0 +1,139 @@
+//! Commands: what clients and operators ask the engine to do. One type per command,
+//! each with its own shape check; `SequencedCommand` is a command as the sequencer
+//! stamped it (sequence number and time), which is all the engine ever sees.
+//!
+//! - `account`: open, freeze, unfreeze, change KYC tier.
+//! - `funding`: deposit and withdrawal against an external reference.
+//! - `payment`: transfer, authorize / capture / void, split payment, refund.
+
+mod account;
+mod funding;
+mod payment;
+
+pub use account::{FreezeAccount, OpenAccount, SetKycTier, UnfreezeAccount};
+pub use funding::{Deposit, Withdraw};
+pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::event::RejectReason;
+use crate::ids::{AccountId, IdempotencyKey, Seq, Timestamp};
+
+/// Everything the engine can be asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    OpenAccount(OpenAccount),
+    FreezeAccount(FreezeAccount),
+    UnfreezeAccount(UnfreezeAccount),
+    SetKycTier(SetKycTier),
+    Deposit(Deposit),
+    Withdraw(Withdraw),
+    Transfer(Transfer),
+    Authorize(Authorize),
+    Capture(Capture),
+    Void(Void),
+    SplitPayment(SplitPayment),
+    Refund(Refund),
+    /// Does nothing but advance command time, so that authorizations expire when no
+    /// other command arrives. The sequencer sends one when it has been idle.
+    Tick,
+}
+
+/// The kind of a command, without its payload: named in rejections and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CommandKind {
+    OpenAccount,
+    FreezeAccount,
+    UnfreezeAccount,
+    SetKycTier,
+    Deposit,
+    Withdraw,
+    Transfer,
+    Authorize,
+    Capture,
+    Void,
+    SplitPayment,
+    Refund,
+    Tick,
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::OpenAccount(_) => CommandKind::OpenAccount,
+            Command::FreezeAccount(_) => CommandKind::FreezeAccount,
+            Command::UnfreezeAccount(_) => CommandKind::UnfreezeAccount,
+            Command::SetKycTier(_) => CommandKind::SetKycTier,
+            Command::Deposit(_) => CommandKind::Deposit,
+            Command::Withdraw(_) => CommandKind::Withdraw,
+            Command::Transfer(_) => CommandKind::Transfer,
+            Command::Authorize(_) => CommandKind::Authorize,
+            Command::Capture(_) => CommandKind::Capture,
+            Command::Void(_) => CommandKind::Void,
+            Command::SplitPayment(_) => CommandKind::SplitPayment,
+            Command::Refund(_) => CommandKind::Refund,
+            Command::Tick => CommandKind::Tick,
+        }
+    }
+}
+
+/// A command with the sequence number and time the sequencer gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequencedCommand {
+    pub seq: Seq,
+    pub timestamp: Timestamp,
+    pub command: Command,
+}
+
+/// A money-moving command: it acts for one account (the idempotency scope) under a
+/// client-chosen key, and has a fingerprint of its whole content so that a reused key
+/// with different content is told apart from an honest retry.
+pub(crate) trait Keyed {
+    /// The account the command acts for; its keys are a namespace of their own.
+    fn principal(&self) -> AccountId;
+    fn key(&self) -> IdempotencyKey;
+    fn fingerprint(&self) -> u64;
+}
+
+/// Builds a content fingerprint from fixed-width fields, on the stack.
+pub(crate) struct Fingerprint {
+    bytes: [u8; Self::CAPACITY],
+    len: usize,
+}
+
+impl Fingerprint {
+    // Enough for the largest command: a split payment with `SPLIT_LEGS_MAX` legs.
+    const CAPACITY: usize = 64 + crate::limits::SPLIT_LEGS_MAX * 12;
+
+    pub(crate) fn new(kind: CommandKind) -> Self {
+        let mut fingerprint = Self { bytes: [0; Self::CAPACITY], len: 0 };
+        fingerprint.push(&[kind as u8]);
+        fingerprint
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> &mut Self {
+        let end = self.len + bytes.len();
+        assert!(end <= Self::CAPACITY, "fingerprint buffer too small for a command");
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+        self
+    }
+
+    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
+        self.push(&value.to_le_bytes())
+    }
+
+    pub(crate) fn u32(&mut self, value: u32) -> &mut Self {
+        self.push(&value.to_le_bytes())
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        xxh3_64(&self.bytes[..self.len])
+    }
+}
+
+/// Shape checks shared by the payment commands.
+pub(crate) fn require_positive(amount: crate::money::Amount) -> Result<(), RejectReason> {
+    if amount.is_zero() { Err(RejectReason::InvalidAmount) } else { Ok(()) }
+}

@@ -1,0 +1,172 @@
+//! Looking at the whole state: a stable hash of it, a full reconciliation, and the
+//! O(n) invariant checks that tests run after every step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::Engine;
+use super::payments::{PaymentKind, PaymentState};
+use crate::event::Outcome;
+use crate::reconcile::{AssetReconciliation, ReconciliationReport};
+
+/// A 128-bit hash of the engine's canonical state: equal states give equal hashes,
+/// whatever order their maps were filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateHash(pub u128);
+
+impl fmt::Display for StateHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+fn outcome_code(outcome: Outcome) -> (u8, u64) {
+    match outcome {
+        Outcome::Accepted { payment: None } => (0, 0),
+        Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
+        Outcome::Rejected(reason) => (2, reason as u64),
+    }
+}
+
+impl Engine {
+    /// Hashes everything that decides future outcomes, in a canonical order: accounts
+    /// by id with balances by asset, payment records by id, idempotency entries in the
+    /// order they were made (which is itself determined by the command stream).
+    pub fn state_hash(&self) -> StateHash {
+        let mut hasher = Xxh3::new();
+        let u64s = |hasher: &mut Xxh3, values: &[u64]| {
+            for value in values {
+                hasher.update(&value.to_le_bytes());
+            }
+        };
+        hasher.update(b"bourse-state-v1");
+        u64s(&mut hasher, &[self.last_seq.map_or(0, |seq| seq.get() + 1), self.now.as_nanos()]);
+        u64s(&mut hasher, &[self.assets.len() as u64]);
+        for (_, asset) in self.assets.iter() {
+            hasher.update(asset.code().as_str().as_bytes());
+            u64s(&mut hasher, &[u64::from(asset.scale())]);
+        }
+        u64s(&mut hasher, &[self.ledger.len() as u64]);
+        for account in self.ledger.accounts() {
+            let flags = u64::from(account.kyc_tier().get()) | (u64::from(account.is_frozen()) << 8);
+            u64s(&mut hasher, &[account.owner().get(), flags, account.balances().len() as u64]);
+            for balance in account.balances() {
+                let values =
+                    [u64::from(balance.asset().get()), balance.available().minor_units(), balance.held().minor_units()];
+                u64s(&mut hasher, &values);
+            }
+        }
+        for totals in self.ledger.totals() {
+            hasher.update(&totals.deposited().to_le_bytes());
+            hasher.update(&totals.withdrawn().to_le_bytes());
+            u64s(&mut hasher, &[totals.in_accounts().minor_units()]);
+        }
+        u64s(&mut hasher, &[self.payments.first_id(), self.payments.len() as u64]);
+        for (_, record) in self.payments.iter() {
+            let kind = record.kind as u64;
+            let state = record.state as u64;
+            u64s(
+                &mut hasher,
+                &[
+                    u64::from(record.payer.get()),
+                    u64::from(record.payee.get()),
+                    u64::from(record.asset.get()) | (kind << 16) | (state << 24),
+                    record.amount.minor_units(),
+                    record.paid.minor_units(),
+                    record.refunded.minor_units(),
+                    record.created_at.as_nanos(),
+                    record.expires_at.as_nanos(),
+                ],
+            );
+        }
+        u64s(&mut hasher, &[self.idempotency.len() as u64]);
+        for (at, (account, key), entry) in self.idempotency.iter_in_order() {
+            let (code, value) = outcome_code(entry.outcome);
+            u64s(&mut hasher, &[at.as_nanos(), u64::from(account.get()), entry.fingerprint, u64::from(code), value]);
+            hasher.update(&key.get().to_le_bytes());
+        }
+        StateHash(hasher.digest128())
+    }
+
+    /// Recomputes every asset's total and every hold from the accounts and payment
+    /// records, and compares them with the running totals.
+    pub fn reconcile(&self) -> ReconciliationReport {
+        let asset_count = self.assets.len();
+        let mut recomputed = vec![0_u128; asset_count];
+        let mut held = vec![0_u128; asset_count];
+        let mut held_expected = vec![0_u128; asset_count];
+        let mut expected_by_account: BTreeMap<(u32, u16), u64> = BTreeMap::new();
+        for (_, record) in self.payments.iter() {
+            let reserved = record.held().minor_units();
+            if reserved > 0 {
+                held_expected[record.asset.index()] += u128::from(reserved);
+                *expected_by_account.entry((record.payer.get(), record.asset.get())).or_default() += reserved;
+            }
+        }
+        let mut held_mismatches = Vec::new();
+        for (index, account) in self.ledger.accounts().iter().enumerate() {
+            for balance in account.balances() {
+                let asset = balance.asset();
+                recomputed[asset.index()] += u128::from(balance.total().minor_units());
+                held[asset.index()] += u128::from(balance.held().minor_units());
+                let expected = expected_by_account.remove(&(index as u32, asset.get())).unwrap_or(0);
+                if balance.held().minor_units() != expected {
+                    let code = self.assets.get(asset).map_or_else(String::new, |a| a.code().to_string());
+                    held_mismatches.push((index as u32, code, balance.held().minor_units(), expected));
+                }
+            }
+        }
+        for ((account, asset), expected) in expected_by_account {
+            let code =
+                self.assets.get(crate::ids::AssetId::new(asset)).map_or_else(String::new, |a| a.code().to_string());
+            held_mismatches.push((account, code, 0, expected));
+        }
+        let assets = self
+            .assets
+            .iter()
+            .map(|(id, asset)| {
+                let totals = self.ledger.totals_of(id);
+                AssetReconciliation {
+                    asset: asset.code().to_string(),
+                    deposited: totals.deposited(),
+                    withdrawn: totals.withdrawn(),
+                    expected: totals.net_inflow(),
+                    running_total: u128::from(totals.in_accounts().minor_units()),
+                    recomputed_total: recomputed[id.index()],
+                    held_recomputed: held[id.index()],
+                    held_expected: held_expected[id.index()],
+                }
+            })
+            .collect();
+        ReconciliationReport { assets, held_mismatches }
+    }
+
+    /// Every invariant, checked the slow way. Panics on the first one broken: a broken
+    /// invariant is an engine bug. Tests call this after every step.
+    pub fn check_invariants(&self) {
+        let report = self.reconcile();
+        assert!(report.is_balanced(), "reconciliation failed: {report:#?}");
+        for (index, account) in self.ledger.accounts().iter().enumerate() {
+            let balances = account.balances();
+            for pair in balances.windows(2) {
+                assert!(pair[0].asset() < pair[1].asset(), "account {index}: balances ordered by asset, once each");
+            }
+            for balance in balances {
+                assert!(self.assets.contains(balance.asset()), "account {index}: balance of an unknown asset");
+            }
+        }
+        for (id, record) in self.payments.iter() {
+            assert!(self.ledger.get(record.payer).is_some(), "payment {id}: payer exists");
+            assert!(self.ledger.get(record.payee).is_some(), "payment {id}: payee exists");
+            let is_authorization = record.kind == PaymentKind::Authorization;
+            assert_eq!(is_authorization, record.state != PaymentState::Settled, "payment {id}: state fits kind");
+            if record.state == PaymentState::Open {
+                assert!(record.expires_at > self.now, "payment {id}: an open authorization has not expired");
+            }
+        }
+        self.payments.check_invariants();
+        self.idempotency.check_invariants();
+    }
+}

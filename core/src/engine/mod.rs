@@ -1,0 +1,198 @@
+//! The engine: one deterministic state machine that owns every actor.
+//! `apply(command) -> events`, run to completion one command at a time.
+//!
+//! - `ledger`: account actors and the only code that changes a balance.
+//! - `idempotency`: what keyed commands came to, for retries.
+//! - `payments`: payment records and the expiry index of authorizations.
+//! - `accounts`: handlers for account lifecycle, deposits and withdrawals.
+//! - `pay`: handlers for transfers, two-phase payments, split payments, refunds.
+//! - `inspect`: the state hash, full reconciliation and invariant checks.
+
+mod accounts;
+mod idempotency;
+mod inspect;
+mod ledger;
+mod pay;
+mod payments;
+
+pub use inspect::StateHash;
+
+use crate::account::{Account, Balance};
+use crate::asset::AssetTable;
+use crate::command::{Command, CommandKind, Keyed, SequencedCommand};
+use crate::config::Config;
+use crate::event::{Event, Outcome, RejectReason};
+use crate::ids::{AccountId, AssetId, PaymentId, Seq, Timestamp};
+use idempotency::{Entry, IdempotencyTable, Lookup};
+use ledger::Ledger;
+use payments::{PaymentBook, PaymentState};
+
+/// What a handler returns: the payment it created (if any), or why it refused. A
+/// handler checks everything before it changes anything, so `Err` leaves the state
+/// exactly as it found it.
+type Handled = Result<Option<PaymentId>, RejectReason>;
+
+/// Sizes to reserve up front, so that the hot path does not grow tables.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Capacity {
+    pub accounts: usize,
+    pub payments: usize,
+    pub idempotency_keys: usize,
+}
+
+/// The deterministic engine. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    assets: AssetTable,
+    ledger: Ledger,
+    payments: PaymentBook,
+    idempotency: IdempotencyTable,
+    last_seq: Option<Seq>,
+    now: Timestamp,
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Self {
+        Self::with_capacity(config, Capacity::default())
+    }
+
+    pub fn with_capacity(config: &Config, capacity: Capacity) -> Self {
+        Self {
+            assets: config.assets().clone(),
+            ledger: Ledger::new(config.assets().len(), capacity.accounts),
+            payments: PaymentBook::with_capacity(capacity.payments),
+            idempotency: IdempotencyTable::with_capacity(capacity.idempotency_keys),
+            last_seq: None,
+            now: Timestamp::default(),
+        }
+    }
+
+    /// Applies one command, appending what happened to `out`. Sequence numbers must
+    /// grow and time must not go backwards (the sequencer's contract; a breach is a
+    /// bug and panics).
+    pub fn apply(&mut self, command: &SequencedCommand, out: &mut Vec<Event>) {
+        assert!(self.last_seq.is_none_or(|last| command.seq > last), "sequence numbers only grow");
+        assert!(command.timestamp >= self.now, "command time never goes backwards");
+        self.last_seq = Some(command.seq);
+        self.now = command.timestamp;
+
+        self.expire_authorizations(out);
+        self.idempotency.expire(self.now);
+        self.payments.evict(self.now);
+        self.dispatch(&command.command, out);
+
+        let ledger = &mut self.ledger;
+        ledger.drain_touched(|account, state, asset| {
+            let balance = state.balance(asset);
+            out.push(Event::BalanceChanged { account, asset, available: balance.available(), held: balance.held() });
+        });
+        self.ledger.assert_conserved();
+    }
+
+    fn dispatch(&mut self, command: &Command, out: &mut Vec<Event>) {
+        match command {
+            Command::OpenAccount(c) => self.open_account(c, out),
+            Command::FreezeAccount(c) => self.set_frozen(CommandKind::FreezeAccount, c.account, true, out),
+            Command::UnfreezeAccount(c) => self.set_frozen(CommandKind::UnfreezeAccount, c.account, false, out),
+            Command::SetKycTier(c) => self.set_kyc_tier(*c, out),
+            Command::Deposit(c) => self.keyed(CommandKind::Deposit, c, out, Self::deposit),
+            Command::Withdraw(c) => self.keyed(CommandKind::Withdraw, c, out, Self::withdraw),
+            Command::Transfer(c) => self.keyed(CommandKind::Transfer, c, out, Self::transfer),
+            Command::Authorize(c) => self.keyed(CommandKind::Authorize, c, out, Self::authorize),
+            Command::Capture(c) => self.keyed(CommandKind::Capture, c, out, Self::capture),
+            Command::Void(c) => self.keyed(CommandKind::Void, c, out, Self::void),
+            Command::SplitPayment(c) => self.keyed(CommandKind::SplitPayment, c, out, Self::split_payment),
+            Command::Refund(c) => self.keyed(CommandKind::Refund, c, out, Self::refund),
+            Command::Tick => {}
+        }
+    }
+
+    /// Runs a keyed command at most once per (account, key): a retry with the same
+    /// content replays the recorded outcome, other content is a conflict, and the
+    /// outcome of a first run (success or rejection) is recorded for good.
+    fn keyed<C: Keyed>(
+        &mut self,
+        kind: CommandKind,
+        command: &C,
+        out: &mut Vec<Event>,
+        handler: fn(&mut Self, &C, &mut Vec<Event>) -> Handled,
+    ) {
+        let reject = |out: &mut Vec<Event>, reason| out.push(Event::Rejected { kind, reason });
+        // Keys are scoped to an existing account: refusing unknown ones here keeps
+        // garbage from filling the table.
+        if self.ledger.get(command.principal()).is_none() {
+            return reject(out, RejectReason::UnknownAccount);
+        }
+        let scope = (command.principal(), command.key());
+        let fingerprint = command.fingerprint();
+        match self.idempotency.lookup(scope, fingerprint) {
+            Lookup::Replay(original) => return out.push(Event::Replayed { kind, original }),
+            Lookup::Conflict => return reject(out, RejectReason::IdempotencyConflict),
+            Lookup::New => {}
+        }
+        if !self.idempotency.has_room() {
+            return reject(out, RejectReason::CapacityExceeded);
+        }
+        let outcome = match handler(self, command, out) {
+            Ok(payment) => Outcome::Accepted { payment },
+            Err(reason) => {
+                reject(out, reason);
+                Outcome::Rejected(reason)
+            }
+        };
+        self.idempotency.record(self.now, scope, Entry { fingerprint, outcome });
+    }
+
+    /// Releases every authorization whose expiry has come, oldest expiry first.
+    fn expire_authorizations(&mut self, out: &mut Vec<Event>) {
+        while let Some(payment) = self.payments.pop_expired(self.now) {
+            let record = *self.payments.get(payment).expect("expiry index names a live record");
+            let released = record.held();
+            self.ledger.release(record.payer, record.asset, released);
+            self.payments.close(payment, PaymentState::Expired);
+            out.push(Event::AuthorizationExpired { payment, released });
+        }
+    }
+
+    pub fn assets(&self) -> &AssetTable {
+        &self.assets
+    }
+
+    pub fn account(&self, account: AccountId) -> Option<&Account> {
+        self.ledger.get(account)
+    }
+
+    /// The balance of `asset` in `account`; `None` if the account does not exist.
+    pub fn balance(&self, account: AccountId, asset: AssetId) -> Option<Balance> {
+        self.ledger.get(account).map(|state| state.balance(asset))
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.ledger.len()
+    }
+
+    /// The last command applied.
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.last_seq
+    }
+
+    /// The time of the last command applied.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Idempotency entries currently remembered.
+    pub fn idempotency_entries(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    /// Payment records currently kept.
+    pub fn payment_records(&self) -> usize {
+        self.payments.len()
+    }
+
+    /// Per-asset running totals, indexed by asset id.
+    pub fn totals(&self) -> &[crate::reconcile::AssetTotals] {
+        self.ledger.totals()
+    }
+}

@@ -1,0 +1,199 @@
+//! Identifiers and instants as newtypes: an `AccountId` is never confused with an
+//! `AssetId`, a sequence number or a count.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An account: a dense index assigned by the engine when the account opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountId(u32);
+
+impl AccountId {
+    pub const fn new(index: u32) -> Self {
+        Self(index)
+    }
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+    pub(crate) const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An asset: its index in the configuration's asset table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AssetId(u16);
+
+impl AssetId {
+    pub const fn new(index: u16) -> Self {
+        Self(index)
+    }
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+    pub(crate) const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A payment record (transfer, split leg, authorization), assigned in command order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PaymentId(u64);
+
+impl PaymentId {
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The external customer (person or merchant) who owns an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OwnerId(u64);
+
+impl OwnerId {
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A client-chosen key (a UUID, say) that makes a money-moving command idempotent
+/// within the account that issues it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(u128);
+
+impl IdempotencyKey {
+    pub const fn new(value: u128) -> Self {
+        Self(value)
+    }
+    pub const fn get(self) -> u128 {
+        self.0
+    }
+}
+
+/// A command's position in the journal. Strictly increasing, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Seq(u64);
+
+impl Seq {
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Command time: nanoseconds since the Unix epoch, stamped by the sequencer. The
+/// engine never reads a clock; every deadline is compared with this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Self(nanos)
+    }
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// `self + duration`, saturating at the end of time rather than wrapping.
+    #[must_use]
+    pub const fn saturating_add(self, duration: Timestamp) -> Self {
+        Self(self.0.saturating_add(duration.0))
+    }
+}
+
+/// A know-your-customer tier: `0..=limits::KYC_TIER_MAX`; higher tiers get higher limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KycTier(u8);
+
+impl KycTier {
+    /// `None` when the tier is above `limits::KYC_TIER_MAX`.
+    pub const fn new(tier: u8) -> Option<Self> {
+        if tier <= crate::limits::KYC_TIER_MAX { Some(Self(tier)) } else { None }
+    }
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// An external reference (a bank transfer id, say) of at most
+/// `limits::REFERENCE_BYTES_MAX` bytes of UTF-8, stored inline so that commands and
+/// events carrying it never allocate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reference {
+    len: u8,
+    bytes: [u8; crate::limits::REFERENCE_BYTES_MAX],
+}
+
+impl Reference {
+    /// `None` when `text` is longer than `limits::REFERENCE_BYTES_MAX` bytes.
+    pub fn new(text: &str) -> Option<Self> {
+        let source = text.as_bytes();
+        if source.len() > crate::limits::REFERENCE_BYTES_MAX {
+            return None;
+        }
+        let mut bytes = [0; crate::limits::REFERENCE_BYTES_MAX];
+        bytes[..source.len()].copy_from_slice(source);
+        Some(Self { len: source.len() as u8, bytes })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from a `&str` cut at its full length, so always valid UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reference({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_keeps_text_and_refuses_overlong() {
+        let reference = Reference::new("SEPA-2026-000123").unwrap();
+        assert_eq!(reference.as_str(), "SEPA-2026-000123");
+        assert!(Reference::new(&"x".repeat(crate::limits::REFERENCE_BYTES_MAX)).is_some());
+        assert!(Reference::new(&"x".repeat(crate::limits::REFERENCE_BYTES_MAX + 1)).is_none());
+    }
+
+    #[test]
+    fn kyc_tier_is_bounded() {
+        assert_eq!(KycTier::new(0).unwrap().get(), 0);
+        assert!(KycTier::new(crate::limits::KYC_TIER_MAX).is_some());
+        assert!(KycTier::new(crate::limits::KYC_TIER_MAX + 1).is_none());
+    }
+}

@@ -1,0 +1,57 @@
+//! Every bound the engine keeps, in one place (STYLE §9).
+//!
+//! Hitting one of these is a clear, tested rejection (`RejectReason::CapacityExceeded`,
+//! `TooManyLegs`, `InvalidExpiry`, ...) or a configuration error, never a silent drop.
+
+use crate::ids::Timestamp;
+
+/// Assets a configuration may declare (asset ids are `u16`; the cap keeps per-asset
+/// arrays small enough to scan on every command).
+pub const ASSETS_MAX: usize = 256;
+/// Decimal places an asset may have: `rust_decimal` carries 28, but `10^scale` must
+/// leave room for whole units in an `i64`.
+pub const ASSET_SCALE_MAX: u32 = 18;
+/// Bytes in an asset code such as `USD` or `USDT`.
+pub const ASSET_CODE_BYTES_MAX: usize = 12;
+/// Open accounts (ids are dense `u32` indexes).
+pub const ACCOUNTS_MAX: usize = 64 * 1024 * 1024;
+/// KYC tiers are `0..=KYC_TIER_MAX`.
+pub const KYC_TIER_MAX: u8 = 9;
+/// Largest amount of any asset, in minor units, and largest total of an asset held
+/// across all accounts: deposits that would push an asset's total past it are
+/// rejected, so no single balance can overflow either.
+pub const AMOUNT_MAX: u64 = i64::MAX as u64;
+/// Payees in one split payment.
+pub const SPLIT_LEGS_MAX: usize = 16;
+/// Bytes of an external reference (bank reference of a deposit or withdrawal).
+pub const REFERENCE_BYTES_MAX: usize = 32;
+
+/// Nanoseconds per second of command time.
+pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// Nanoseconds per day of command time.
+pub const NANOS_PER_DAY: u64 = 86_400 * NANOS_PER_SECOND;
+
+/// Longest an authorization may stay open before it expires by itself.
+pub const AUTHORIZATION_DURATION_MAX: Timestamp = Timestamp::from_nanos(30 * NANOS_PER_DAY);
+/// Authorizations open at once, across all accounts.
+pub const AUTHORIZATIONS_OPEN_MAX: usize = 4 * 1024 * 1024;
+
+/// Idempotency entries are remembered for this long (command time) after the command
+/// that made them; a key reused within this window returns the original outcome.
+pub const IDEMPOTENCY_RETENTION: Timestamp = Timestamp::from_nanos(NANOS_PER_DAY);
+/// Idempotency entries held at once. When the table is full of entries younger than
+/// the retention window, new keyed commands are rejected with `CapacityExceeded`
+/// rather than forgetting a key early.
+pub const IDEMPOTENCY_ENTRIES_MAX: usize = 8 * 1024 * 1024;
+
+/// Payment records (transfers, split legs, authorizations) are kept for refunds for
+/// this long (command time). Must exceed `AUTHORIZATION_DURATION_MAX`, so an open
+/// authorization is never evicted.
+pub const PAYMENT_RETENTION: Timestamp = Timestamp::from_nanos(90 * NANOS_PER_DAY);
+/// Payment records held at once; past it, new payments are rejected with
+/// `CapacityExceeded` until old ones age out.
+pub const PAYMENTS_MAX: usize = 32 * 1024 * 1024;
+
+const _: () = assert!(PAYMENT_RETENTION.as_nanos() > AUTHORIZATION_DURATION_MAX.as_nanos());
+const _: () = assert!(ASSETS_MAX <= u16::MAX as usize + 1);
+const _: () = assert!(ACCOUNTS_MAX <= u32::MAX as usize);

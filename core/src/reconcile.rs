@@ -1,0 +1,98 @@
+//! Reconciliation: per asset, the money in accounts (available + held, fee and house
+//! accounts included) equals deposits minus withdrawals.
+//!
+//! `AssetTotals` keeps that as O(1) running totals, checked after every command;
+//! `ReconciliationReport` recomputes everything from the accounts and compares.
+
+use serde::Serialize;
+
+use crate::money::Amount;
+
+/// Running totals of one asset. `in_accounts` moves with every balance change;
+/// `deposited` and `withdrawn` only with money crossing the system's edge. They are
+/// kept independently so that their agreement means something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssetTotals {
+    in_accounts: u64,
+    deposited: u128,
+    withdrawn: u128,
+}
+
+impl AssetTotals {
+    pub fn in_accounts(&self) -> Amount {
+        Amount::new(self.in_accounts).expect("bounded by AMOUNT_MAX")
+    }
+    pub fn deposited(&self) -> u128 {
+        self.deposited
+    }
+    pub fn withdrawn(&self) -> u128 {
+        self.withdrawn
+    }
+    /// Deposits minus withdrawals: what the accounts must hold.
+    #[allow(clippy::cast_possible_wrap)] // Sums of u64 amounts: 2^63 commands short of i128's range.
+    pub fn net_inflow(&self) -> i128 {
+        self.deposited as i128 - self.withdrawn as i128
+    }
+    pub fn is_conserved(&self) -> bool {
+        i128::from(self.in_accounts) == self.net_inflow()
+    }
+    /// Whether `amount` more can enter the system without passing `limits::AMOUNT_MAX`.
+    pub fn has_room_for(&self, amount: Amount) -> bool {
+        self.in_accounts().checked_add(amount).is_some()
+    }
+
+    pub(crate) fn record_deposit(&mut self, amount: Amount) {
+        self.deposited += u128::from(amount.minor_units());
+    }
+    pub(crate) fn record_withdrawal(&mut self, amount: Amount) {
+        self.withdrawn += u128::from(amount.minor_units());
+    }
+    pub(crate) fn add_in_accounts(&mut self, amount: Amount) {
+        self.in_accounts = self.in_accounts().checked_add(amount).expect("asset total bounded").minor_units();
+    }
+    pub(crate) fn sub_in_accounts(&mut self, amount: Amount) {
+        self.in_accounts = self.in_accounts.checked_sub(amount.minor_units()).expect("asset total never negative");
+    }
+}
+
+/// One asset's line of a full reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AssetReconciliation {
+    pub asset: String,
+    pub deposited: u128,
+    pub withdrawn: u128,
+    /// Deposits minus withdrawals.
+    pub expected: i128,
+    /// The O(1) running total the engine kept.
+    pub running_total: u128,
+    /// `available + held` summed over every account, recomputed now.
+    pub recomputed_total: u128,
+    /// `held` summed over every account, recomputed now.
+    pub held_recomputed: u128,
+    /// What open authorizations reserve, recomputed from the payment records.
+    pub held_expected: u128,
+}
+
+impl AssetReconciliation {
+    pub fn is_balanced(&self) -> bool {
+        self.expected >= 0
+            && self.expected as u128 == self.running_total
+            && self.running_total == self.recomputed_total
+            && self.held_recomputed == self.held_expected
+    }
+}
+
+/// A full reconciliation, recomputed from every account and payment record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReconciliationReport {
+    pub assets: Vec<AssetReconciliation>,
+    /// Accounts whose held balance of an asset differs from what their open
+    /// authorizations reserve: `(account, asset code, held, expected)`.
+    pub held_mismatches: Vec<(u32, String, u64, u64)>,
+}
+
+impl ReconciliationReport {
+    pub fn is_balanced(&self) -> bool {
+        self.held_mismatches.is_empty() && self.assets.iter().all(AssetReconciliation::is_balanced)
+    }
+}
