@@ -5,23 +5,58 @@
 //! [[assets]]
 //! code = "USD"
 //! scale = 2
+//!
+//! [[markets]]
+//! base = "BTC"         # what is bought and sold
+//! quote = "USD"        # what it is priced in
+//! lot = 10000          # base minor units per lot (0.0001 BTC)
+//! tick = 1             # quote minor units per lot per price step
+//! qty_min = 1          # lots
+//! qty_max = 1000000    # lots
+//! fees = [{ maker_bps = 10, taker_bps = 20 }, { maker_bps = 5, taker_bps = 10 }]  # by KYC tier
 //! ```
 
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::asset::{Asset, AssetCode, AssetError, AssetTable};
+use crate::book::Qty;
+use crate::limits::MARKETS_MAX;
+use crate::market::{FeeRate, FeeSchedule, MarketError, MarketSpec};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     assets: AssetTable,
+    markets: Vec<MarketSpec>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     assets: Vec<RawAsset>,
+    #[serde(default)]
+    markets: Vec<RawMarket>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMarket {
+    base: String,
+    quote: String,
+    lot: u64,
+    tick: u64,
+    qty_min: u64,
+    qty_max: u64,
+    #[serde(default)]
+    fees: Vec<RawFee>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFee {
+    maker_bps: u16,
+    taker_bps: u16,
 }
 
 #[derive(Deserialize)]
@@ -32,8 +67,19 @@ struct RawAsset {
 }
 
 impl Config {
-    pub fn new(assets: AssetTable) -> Self {
-        Self { assets }
+    /// A configuration of `assets` and `markets`, validated.
+    pub fn new(assets: AssetTable, markets: Vec<MarketSpec>) -> Result<Self, ConfigError> {
+        for (index, spec) in markets.iter().enumerate() {
+            spec.validate(&assets)?;
+            if markets[..index].iter().any(|earlier| earlier.base == spec.base && earlier.quote == spec.quote) {
+                let code = |id| assets.get(id).map_or_else(String::new, |asset| asset.code().to_string());
+                return Err(MarketError::Duplicate { base: code(spec.base), quote: code(spec.quote) }.into());
+            }
+        }
+        if markets.len() > MARKETS_MAX {
+            return Err(ConfigError::TooManyMarkets { count: markets.len() });
+        }
+        Ok(Self { assets, markets })
     }
 
     /// Parses and validates a TOML configuration.
@@ -47,11 +93,42 @@ impl Config {
             .into_iter()
             .map(|raw| Asset::new(AssetCode::new(&raw.code)?, raw.scale))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { assets: AssetTable::new(assets)? })
+        let assets = AssetTable::new(assets)?;
+        let markets = raw.markets.into_iter().map(|raw| raw.resolve(&assets)).collect::<Result<Vec<_>, _>>()?;
+        Self::new(assets, markets)
+    }
+
+    pub fn markets(&self) -> &[MarketSpec] {
+        &self.markets
     }
 
     pub fn assets(&self) -> &AssetTable {
         &self.assets
+    }
+}
+
+impl RawMarket {
+    fn resolve(self, assets: &AssetTable) -> Result<MarketSpec, ConfigError> {
+        let find = |code: &str| {
+            assets.find(code).map(|(id, _)| id).ok_or_else(|| ConfigError::UnknownAsset { code: code.to_owned() })
+        };
+        let bounds = MarketError::QtyBounds { min: self.qty_min, max: self.qty_max };
+        let fees = if self.fees.is_empty() {
+            FeeSchedule::free()
+        } else {
+            FeeSchedule::new(
+                self.fees.iter().map(|fee| FeeRate { maker_bps: fee.maker_bps, taker_bps: fee.taker_bps }).collect(),
+            )?
+        };
+        Ok(MarketSpec {
+            base: find(&self.base)?,
+            quote: find(&self.quote)?,
+            lot: self.lot,
+            tick: self.tick,
+            qty_min: Qty::new(self.qty_min).ok_or_else(|| bounds.clone())?,
+            qty_max: Qty::new(self.qty_max).ok_or(bounds)?,
+            fees,
+        })
     }
 }
 
@@ -64,6 +141,12 @@ pub enum ConfigError {
     NoAssets,
     #[error(transparent)]
     Asset(#[from] AssetError),
+    #[error(transparent)]
+    Market(#[from] MarketError),
+    #[error("market names asset {code}, which is not declared")]
+    UnknownAsset { code: String },
+    #[error("{count} markets declared; at most {MARKETS_MAX} are allowed")]
+    TooManyMarkets { count: usize },
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use crate::command::CommandKind;
 use crate::ids::{AccountId, AssetId, KycTier, OwnerId, PaymentId, Reference, Timestamp};
 use crate::money::Amount;
@@ -52,8 +53,44 @@ pub enum RejectReason {
     IdempotencyConflict,
     /// The asset's total would pass `limits::AMOUNT_MAX`.
     Overflow,
+    /// The market does not exist.
+    UnknownMarket,
+    /// The order does not exist, is no longer resting, or is not the caller's.
+    UnknownOrder,
+    /// A quantity of zero, outside the market's bounds, or too large to price.
+    InvalidQuantity,
+    /// A price whose quote amount is too large to hold.
+    InvalidPrice,
+    /// A combination of order fields that does not make sense (a market order that
+    /// rests, a budget on a sell, post-only that may not rest, an amend changing nothing).
+    InvalidOrder,
+    /// The account already has a live order with this client order id.
+    DuplicateClientOrderId,
+    /// The account has `limits::ORDERS_PER_ACCOUNT_MAX` orders resting.
+    TooManyOrders,
+    /// A post-only order would have traded on arrival.
+    PostOnlyWouldTake,
+    /// A market specification that does not validate, or a pair that already trades.
+    InvalidMarket,
     /// A bounded table is full (accounts, payments, authorizations, idempotency keys).
     CapacityExceeded,
+}
+
+/// Why an order (or what remained of it) left the book without filling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// The owner cancelled it.
+    Requested,
+    /// The owner cancelled all its orders.
+    CancelAll,
+    /// Immediate-or-cancel (and market) orders do not rest.
+    Unfilled,
+    /// A fill-or-kill order could not fill entirely.
+    FillOrKill,
+    /// Self-trade prevention.
+    SelfTrade,
+    /// A market buy spent its quote budget.
+    BudgetSpent,
 }
 
 /// What a keyed command came to; remembered under its idempotency key and returned
@@ -150,6 +187,68 @@ pub enum Event {
         asset: AssetId,
         available: Amount,
         held: Amount,
+    },
+    MarketAdded {
+        market: MarketId,
+        base: AssetId,
+        quote: AssetId,
+    },
+    /// An order passed every check and its funds are held; trades, a cancel of its
+    /// remainder, or nothing (it rests) follow. `qty` is zero for a budget order.
+    OrderAccepted {
+        order: OrderId,
+        account: AccountId,
+        market: MarketId,
+        side: Side,
+        price: Option<Price>,
+        qty: Qty,
+        time_in_force: TimeInForce,
+        client_order_id: Option<ClientOrderId>,
+    },
+    /// One fill between a resting (maker) and an incoming (taker) order, at the maker's
+    /// price. Fees are in the quote asset; `*_remaining` is what each order has left
+    /// (zero for the taker when it is a budget order).
+    Trade {
+        market: MarketId,
+        market_seq: u64,
+        price: Price,
+        qty: Qty,
+        taker_side: Side,
+        maker_order: OrderId,
+        taker_order: OrderId,
+        maker_account: AccountId,
+        taker_account: AccountId,
+        maker_fee: Amount,
+        taker_fee: Amount,
+        maker_remaining: Qty,
+        taker_remaining: Qty,
+    },
+    OrderCancelled {
+        order: OrderId,
+        account: AccountId,
+        market: MarketId,
+        remaining: Qty,
+        reason: CancelReason,
+    },
+    /// The order now rests at `price` with `qty` remaining; `priority_kept` says
+    /// whether it kept its place in the queue.
+    OrderAmended {
+        order: OrderId,
+        account: AccountId,
+        market: MarketId,
+        price: Price,
+        qty: Qty,
+        priority_kept: bool,
+    },
+    /// Market data: the level at `price` on `side` now holds `total` lots in `orders`
+    /// orders (zero: the level is gone).
+    BookChanged {
+        market: MarketId,
+        market_seq: u64,
+        side: Side,
+        price: Price,
+        total: Qty,
+        orders: u32,
     },
     Rejected {
         kind: CommandKind,

@@ -17,12 +17,14 @@
 
 pub mod account;
 pub mod asset;
+pub mod book;
 pub mod command;
 pub mod config;
 pub mod engine;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod market;
 pub mod money;
 pub mod reconcile;
 

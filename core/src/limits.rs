@@ -55,3 +55,20 @@ pub const PAYMENTS_MAX: usize = 32 * 1024 * 1024;
 const _: () = assert!(PAYMENT_RETENTION.as_nanos() > AUTHORIZATION_DURATION_MAX.as_nanos());
 const _: () = assert!(ASSETS_MAX <= u16::MAX as usize + 1);
 const _: () = assert!(ACCOUNTS_MAX <= u32::MAX as usize);
+
+/// Markets (currency pairs) an engine may hold.
+pub const MARKETS_MAX: usize = 4096;
+/// Highest price, in ticks.
+pub const PRICE_TICKS_MAX: u64 = 1 << 48;
+/// Largest order, in lots.
+pub const QTY_LOTS_MAX: u64 = 1 << 48;
+/// Highest maker or taker fee, in basis points (10%).
+pub const FEE_BPS_MAX: u16 = 1_000;
+/// Orders resting at once, across all markets.
+pub const ORDERS_OPEN_MAX: usize = 16 * 1024 * 1024;
+/// Orders one account may have resting at once, across all markets.
+pub const ORDERS_PER_ACCOUNT_MAX: u32 = 10_000;
+/// Price levels on one side of one book: keeps inserting a level O(levels) bounded.
+pub const PRICE_LEVELS_PER_SIDE_MAX: usize = 100_000;
+/// Levels a depth request may ask for, per side.
+pub const DEPTH_LEVELS_MAX: usize = 1_000;

@@ -14,6 +14,8 @@ use crate::money::Amount;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AssetTotals {
     in_accounts: u64,
+    /// Fees collected: the house's balance of this asset.
+    fees: u64,
     deposited: u128,
     withdrawn: u128,
 }
@@ -21,6 +23,9 @@ pub struct AssetTotals {
 impl AssetTotals {
     pub fn in_accounts(&self) -> Amount {
         Amount::new(self.in_accounts).expect("bounded by AMOUNT_MAX")
+    }
+    pub fn fees(&self) -> Amount {
+        Amount::new(self.fees).expect("bounded by AMOUNT_MAX")
     }
     pub fn deposited(&self) -> u128 {
         self.deposited
@@ -33,12 +38,16 @@ impl AssetTotals {
     pub fn net_inflow(&self) -> i128 {
         self.deposited as i128 - self.withdrawn as i128
     }
+    /// Accounts plus the house hold exactly what came in minus what went out.
     pub fn is_conserved(&self) -> bool {
-        i128::from(self.in_accounts) == self.net_inflow()
+        i128::from(self.in_accounts) + i128::from(self.fees) == self.net_inflow()
     }
     /// Whether `amount` more can enter the system without passing `limits::AMOUNT_MAX`.
     pub fn has_room_for(&self, amount: Amount) -> bool {
-        self.in_accounts().checked_add(amount).is_some()
+        self.in_accounts().checked_add(self.fees()).and_then(|total| total.checked_add(amount)).is_some()
+    }
+    pub(crate) fn collect_fee(&mut self, amount: Amount) {
+        self.fees = self.fees().checked_add(amount).expect("fees bounded by the asset total").minor_units();
     }
 
     pub(crate) fn record_deposit(&mut self, amount: Amount) {
@@ -63,20 +72,22 @@ pub struct AssetReconciliation {
     pub withdrawn: u128,
     /// Deposits minus withdrawals.
     pub expected: i128,
-    /// The O(1) running total the engine kept.
+    /// The O(1) running total of the accounts the engine kept.
     pub running_total: u128,
+    /// Fees collected (the house account).
+    pub fees: u128,
     /// `available + held` summed over every account, recomputed now.
     pub recomputed_total: u128,
     /// `held` summed over every account, recomputed now.
     pub held_recomputed: u128,
-    /// What open authorizations reserve, recomputed from the payment records.
+    /// What open authorizations and resting orders reserve, recomputed from them.
     pub held_expected: u128,
 }
 
 impl AssetReconciliation {
     pub fn is_balanced(&self) -> bool {
         self.expected >= 0
-            && self.expected as u128 == self.running_total
+            && self.expected as u128 == self.running_total + self.fees
             && self.running_total == self.recomputed_total
             && self.held_recomputed == self.held_expected
     }
@@ -87,7 +98,7 @@ impl AssetReconciliation {
 pub struct ReconciliationReport {
     pub assets: Vec<AssetReconciliation>,
     /// Accounts whose held balance of an asset differs from what their open
-    /// authorizations reserve: `(account, asset code, held, expected)`.
+    /// authorizations and orders reserve: `(account, asset code, held, expected)`.
     pub held_mismatches: Vec<(u32, String, u64, u64)>,
 }
 

@@ -5,13 +5,16 @@
 //! - `account`: open, freeze, unfreeze, change KYC tier.
 //! - `funding`: deposit and withdrawal against an external reference.
 //! - `payment`: transfer, authorize / capture / void, split payment, refund.
+//! - `order`: add a market; place, cancel, cancel-all, amend orders.
 
 mod account;
 mod funding;
+mod order;
 mod payment;
 
 pub use account::{FreezeAccount, OpenAccount, SetKycTier, UnfreezeAccount};
 pub use funding::{Deposit, Withdraw};
+pub use order::{AddMarket, AmendOrder, CancelAll, CancelOrder, OrderRef, OrderSize, PlaceOrder};
 pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +38,11 @@ pub enum Command {
     Void(Void),
     SplitPayment(SplitPayment),
     Refund(Refund),
+    AddMarket(AddMarket),
+    PlaceOrder(PlaceOrder),
+    CancelOrder(CancelOrder),
+    CancelAll(CancelAll),
+    AmendOrder(AmendOrder),
     /// Does nothing but advance command time, so that authorizations expire when no
     /// other command arrives. The sequencer sends one when it has been idle.
     Tick,
@@ -55,6 +63,11 @@ pub enum CommandKind {
     Void,
     SplitPayment,
     Refund,
+    AddMarket,
+    PlaceOrder,
+    CancelOrder,
+    CancelAll,
+    AmendOrder,
     Tick,
 }
 
@@ -73,6 +86,11 @@ impl Command {
             Command::Void(_) => CommandKind::Void,
             Command::SplitPayment(_) => CommandKind::SplitPayment,
             Command::Refund(_) => CommandKind::Refund,
+            Command::AddMarket(_) => CommandKind::AddMarket,
+            Command::PlaceOrder(_) => CommandKind::PlaceOrder,
+            Command::CancelOrder(_) => CommandKind::CancelOrder,
+            Command::CancelAll(_) => CommandKind::CancelAll,
+            Command::AmendOrder(_) => CommandKind::AmendOrder,
             Command::Tick => CommandKind::Tick,
         }
     }

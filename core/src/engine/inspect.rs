@@ -8,6 +8,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::Engine;
 use super::payments::{PaymentKind, PaymentState};
+use super::settle::{hold_asset, resting_hold};
 use crate::event::Outcome;
 use crate::reconcile::{AssetReconciliation, ReconciliationReport};
 
@@ -81,6 +82,37 @@ impl Engine {
                 ],
             );
         }
+        u64s(&mut hasher, &[self.markets.len() as u64, self.next_order_id]);
+        for market in &self.markets {
+            let spec = market.spec();
+            let bounds = [spec.lot, spec.tick, spec.qty_min.lots(), spec.qty_max.lots()];
+            u64s(&mut hasher, &[u64::from(spec.base.get()), u64::from(spec.quote.get())]);
+            u64s(&mut hasher, &bounds);
+            for rate in spec.fees.tiers() {
+                u64s(&mut hasher, &[u64::from(rate.maker_bps) << 16 | u64::from(rate.taker_bps)]);
+            }
+            u64s(&mut hasher, &[market.market_seq, market.last_price.map_or(0, crate::book::Price::ticks)]);
+            for side in [crate::book::Side::Buy, crate::book::Side::Sell] {
+                let book_side = market.book.side(side);
+                u64s(&mut hasher, &[book_side.len() as u64]);
+                for level in book_side.levels() {
+                    u64s(&mut hasher, &[level.price().ticks(), level.total().lots(), u64::from(level.count())]);
+                    let mut cursor = Some(level.head());
+                    while let Some(slot) = cursor {
+                        let order = self.orders.get(slot);
+                        let flags = u64::from(order.maker_bps())
+                            | u64::from(order.taker_bps()) << 16
+                            | (order.stp() as u64) << 32
+                            | u64::from(order.post_only()) << 40;
+                        let client = order.client_order_id().map_or(0, crate::book::ClientOrderId::get);
+                        u64s(&mut hasher, &[order.id().get(), u64::from(order.account()), order.remaining().lots()]);
+                        u64s(&mut hasher, &[order.held(), flags]);
+                        hasher.update(&client.to_le_bytes());
+                        cursor = self.orders.next_in_level(slot);
+                    }
+                }
+            }
+        }
         u64s(&mut hasher, &[self.idempotency.len() as u64]);
         for (at, (account, key), entry) in self.idempotency.iter_in_order() {
             let (code, value) = outcome_code(entry.outcome);
@@ -98,12 +130,18 @@ impl Engine {
         let mut held = vec![0_u128; asset_count];
         let mut held_expected = vec![0_u128; asset_count];
         let mut expected_by_account: BTreeMap<(u32, u16), u64> = BTreeMap::new();
-        for (_, record) in self.payments.iter() {
-            let reserved = record.held().minor_units();
-            if reserved > 0 {
-                held_expected[record.asset.index()] += u128::from(reserved);
-                *expected_by_account.entry((record.payer.get(), record.asset.get())).or_default() += reserved;
+        let mut reserve = |account: u32, asset: crate::ids::AssetId, amount: u64| {
+            if amount > 0 {
+                held_expected[asset.index()] += u128::from(amount);
+                *expected_by_account.entry((account, asset.get())).or_default() += amount;
             }
+        };
+        for (_, record) in self.payments.iter() {
+            reserve(record.payer.get(), record.asset, record.held().minor_units());
+        }
+        for (_, order) in self.orders.iter() {
+            let spec = self.markets[order.market().index()].spec();
+            reserve(order.account(), hold_asset(spec, order.side()), order.held());
         }
         let mut held_mismatches = Vec::new();
         for (index, account) in self.ledger.accounts().iter().enumerate() {
@@ -134,6 +172,7 @@ impl Engine {
                     withdrawn: totals.withdrawn(),
                     expected: totals.net_inflow(),
                     running_total: u128::from(totals.in_accounts().minor_units()),
+                    fees: u128::from(totals.fees().minor_units()),
                     recomputed_total: recomputed[id.index()],
                     held_recomputed: held[id.index()],
                     held_expected: held_expected[id.index()],
@@ -168,5 +207,29 @@ impl Engine {
         }
         self.payments.check_invariants();
         self.idempotency.check_invariants();
+        self.check_books();
+    }
+
+    /// Books are never crossed, levels add up, every order sits in its book and holds
+    /// exactly what its remainder needs.
+    fn check_books(&self) {
+        self.orders.check_invariants();
+        let mut resting = 0;
+        for market in &self.markets {
+            resting += market.book.check_invariants(&self.orders);
+        }
+        assert_eq!(resting, self.orders.len(), "every resting order is in a book");
+        for (_, order) in self.orders.iter() {
+            let spec = self.markets[order.market().index()].spec();
+            let hold_bps = order.maker_bps().max(order.taker_bps());
+            let expected = resting_hold(spec, order.side(), order.price(), order.remaining(), hold_bps);
+            assert_eq!(
+                expected.map(crate::money::Amount::minor_units),
+                Some(order.held()),
+                "order {} hold",
+                order.id()
+            );
+            assert!(order.id().get() < self.next_order_id, "order ids are assigned in order");
+        }
     }
 }

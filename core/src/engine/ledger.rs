@@ -107,6 +107,11 @@ impl Ledger {
         self.totals[asset.index()].sub_in_accounts(amount);
     }
 
+    /// Moves a fee, already taken from an account, to the house.
+    pub(crate) fn collect_fee(&mut self, asset: AssetId, amount: Amount) {
+        self.totals[asset.index()].collect_fee(amount);
+    }
+
     /// Hands the pairs changed by this command to `each`, then forgets them.
     pub(crate) fn drain_touched(&mut self, mut each: impl FnMut(AccountId, &Account, AssetId)) {
         for &(account, asset) in &self.touched {
@@ -115,8 +120,8 @@ impl Ledger {
         self.touched.clear();
     }
 
-    /// Asserts the O(1) conservation invariant of every asset: what the accounts hold
-    /// equals deposits minus withdrawals. A failure is an engine bug.
+    /// Asserts the O(1) conservation invariant of every asset: what the accounts and
+    /// the house hold equals deposits minus withdrawals. A failure is an engine bug.
     pub(crate) fn assert_conserved(&self) {
         for (index, totals) in self.totals.iter().enumerate() {
             assert!(totals.is_conserved(), "asset {index} is not conserved: {totals:?}");

@@ -6,6 +6,8 @@
 //! - `payments`: payment records and the expiry index of authorizations.
 //! - `accounts`: handlers for account lifecycle, deposits and withdrawals.
 //! - `pay`: handlers for transfers, two-phase payments, split payments, refunds.
+//! - `trade`: handlers for markets and orders: place, cancel, cancel-all, amend.
+//! - `settle`: settlement of each fill between the two accounts and the house.
 //! - `inspect`: the state hash, full reconciliation and invariant checks.
 
 mod accounts;
@@ -14,15 +16,19 @@ mod inspect;
 mod ledger;
 mod pay;
 mod payments;
+mod settle;
+mod trade;
 
 pub use inspect::StateHash;
 
 use crate::account::{Account, Balance};
 use crate::asset::AssetTable;
+use crate::book::{MarketId, OrderSlab, Price, Side, Slot};
 use crate::command::{Command, CommandKind, Keyed, SequencedCommand};
 use crate::config::Config;
 use crate::event::{Event, Outcome, RejectReason};
 use crate::ids::{AccountId, AssetId, PaymentId, Seq, Timestamp};
+use crate::market::Market;
 use idempotency::{Entry, IdempotencyTable, Lookup};
 use ledger::Ledger;
 use payments::{PaymentBook, PaymentState};
@@ -38,6 +44,8 @@ pub struct Capacity {
     pub accounts: usize,
     pub payments: usize,
     pub idempotency_keys: usize,
+    /// Resting orders.
+    pub orders: usize,
 }
 
 /// The deterministic engine. See the module documentation.
@@ -47,6 +55,13 @@ pub struct Engine {
     ledger: Ledger,
     payments: PaymentBook,
     idempotency: IdempotencyTable,
+    markets: Vec<Market>,
+    orders: OrderSlab,
+    next_order_id: u64,
+    /// Levels the current command changed, for the market-data updates sent after it.
+    touched_levels: Vec<(MarketId, Side, Price)>,
+    /// Reused by cancel-all, so that it never allocates in steady state.
+    scratch_slots: Vec<Slot>,
     last_seq: Option<Seq>,
     now: Timestamp,
 }
@@ -62,6 +77,11 @@ impl Engine {
             ledger: Ledger::new(config.assets().len(), capacity.accounts),
             payments: PaymentBook::with_capacity(capacity.payments),
             idempotency: IdempotencyTable::with_capacity(capacity.idempotency_keys),
+            markets: config.markets().iter().cloned().map(Market::new).collect(),
+            orders: OrderSlab::with_capacity(capacity.orders),
+            next_order_id: 1,
+            touched_levels: Vec::with_capacity(64),
+            scratch_slots: Vec::new(),
             last_seq: None,
             now: Timestamp::default(),
         }
@@ -80,6 +100,7 @@ impl Engine {
         self.idempotency.expire(self.now);
         self.payments.evict(self.now);
         self.dispatch(&command.command, out);
+        self.publish_levels(out);
 
         let ledger = &mut self.ledger;
         ledger.drain_touched(|account, state, asset| {
@@ -103,8 +124,29 @@ impl Engine {
             Command::Void(c) => self.keyed(CommandKind::Void, c, out, Self::void),
             Command::SplitPayment(c) => self.keyed(CommandKind::SplitPayment, c, out, Self::split_payment),
             Command::Refund(c) => self.keyed(CommandKind::Refund, c, out, Self::refund),
+            Command::AddMarket(c) => self.add_market(c, out),
+            Command::PlaceOrder(c) => self.place_order(c, out),
+            Command::CancelOrder(c) => self.cancel_order(c, out),
+            Command::CancelAll(c) => self.cancel_all(c, out),
+            Command::AmendOrder(c) => self.amend_order(c, out),
             Command::Tick => {}
         }
+    }
+
+    /// Market data: one update per level the command changed, with the level as it
+    /// stands now, each with the next sequence number of its market.
+    fn publish_levels(&mut self, out: &mut Vec<Event>) {
+        for &(market_id, side, price) in &self.touched_levels {
+            let market = &mut self.markets[market_id.index()];
+            let (total, orders) = market
+                .book
+                .side(side)
+                .level(price)
+                .map_or((crate::book::Qty::ZERO, 0), |level| (level.total(), level.count()));
+            let market_seq = market.next_market_seq();
+            out.push(Event::BookChanged { market: market_id, market_seq, side, price, total, orders });
+        }
+        self.touched_levels.clear();
     }
 
     /// Runs a keyed command at most once per (account, key): a retry with the same
@@ -189,6 +231,19 @@ impl Engine {
     /// Payment records currently kept.
     pub fn payment_records(&self) -> usize {
         self.payments.len()
+    }
+
+    pub fn market(&self, market: MarketId) -> Option<&Market> {
+        self.markets.get(market.index())
+    }
+
+    pub fn markets(&self) -> &[Market] {
+        &self.markets
+    }
+
+    /// Every resting order.
+    pub fn orders(&self) -> &OrderSlab {
+        &self.orders
     }
 
     /// Per-asset running totals, indexed by asset id.
