@@ -97,7 +97,8 @@ pub enum CancelReason {
 /// again to a retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
-    /// Done; the payment it created, if any (the first leg's, for a split payment).
+    /// Done; the payment it created or acted on, if any (the first leg's, for a split
+    /// payment; the authorization, for a capture or void; none for a refund).
     Accepted {
         payment: Option<PaymentId>,
     },

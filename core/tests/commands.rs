@@ -192,13 +192,16 @@ impl Bench {
 }
 
 fn is_keyed(kind: CommandKind) -> bool {
-    !matches!(
+    matches!(
         kind,
-        CommandKind::OpenAccount
-            | CommandKind::FreezeAccount
-            | CommandKind::UnfreezeAccount
-            | CommandKind::SetKycTier
-            | CommandKind::Tick
+        CommandKind::Deposit
+            | CommandKind::Withdraw
+            | CommandKind::Transfer
+            | CommandKind::Authorize
+            | CommandKind::Capture
+            | CommandKind::Void
+            | CommandKind::SplitPayment
+            | CommandKind::Refund
     )
 }
 

@@ -18,7 +18,7 @@ pub use order::{AddMarket, AmendOrder, CancelAll, CancelOrder, OrderRef, OrderSi
 pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::event::RejectReason;
 use crate::ids::{AccountId, IdempotencyKey, Seq, Timestamp};
@@ -114,25 +114,32 @@ pub(crate) trait Keyed {
     fn fingerprint(&self) -> u64;
 }
 
-/// Builds a content fingerprint from fixed-width fields, on the stack.
+/// Builds a content fingerprint from fixed-width fields, on the stack. Content past
+/// the buffer is chained (the full buffer's hash seeds the next), so every byte counts
+/// however long the command.
 pub(crate) struct Fingerprint {
     bytes: [u8; Self::CAPACITY],
     len: usize,
+    seed: u64,
 }
 
 impl Fingerprint {
-    // Enough for the largest command: a split payment with `SPLIT_LEGS_MAX` legs.
+    // Enough for every command but the longest split payments in one piece.
     const CAPACITY: usize = 64 + crate::limits::SPLIT_LEGS_MAX * 12;
 
     pub(crate) fn new(kind: CommandKind) -> Self {
-        let mut fingerprint = Self { bytes: [0; Self::CAPACITY], len: 0 };
+        let mut fingerprint = Self { bytes: [0; Self::CAPACITY], len: 0, seed: 0 };
         fingerprint.push(&[kind as u8]);
         fingerprint
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) -> &mut Self {
+        assert!(bytes.len() <= Self::CAPACITY, "one field fits the buffer");
+        if self.len + bytes.len() > Self::CAPACITY {
+            self.seed = xxh3_64_with_seed(&self.bytes[..self.len], self.seed);
+            self.len = 0;
+        }
         let end = self.len + bytes.len();
-        assert!(end <= Self::CAPACITY, "fingerprint buffer too small for a command");
         self.bytes[self.len..end].copy_from_slice(bytes);
         self.len = end;
         self
@@ -147,7 +154,7 @@ impl Fingerprint {
     }
 
     pub(crate) fn finish(&self) -> u64 {
-        xxh3_64(&self.bytes[..self.len])
+        xxh3_64_with_seed(&self.bytes[..self.len], self.seed)
     }
 }
 

@@ -196,7 +196,7 @@ keyed!(Void, |command, fingerprint| {
 });
 keyed!(SplitPayment, |command, fingerprint| {
     fingerprint.u32(u32::from(command.asset.get())).u32(command.legs.len() as u32);
-    for leg in command.legs.iter().take(SPLIT_LEGS_MAX) {
+    for leg in &command.legs {
         fingerprint.u32(leg.payee.get()).u64(leg.amount.minor_units());
     }
 });
