@@ -106,7 +106,7 @@ pub enum Outcome {
 }
 
 /// Something that happened, in the order it happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     AccountOpened {
         account: AccountId,

@@ -123,7 +123,21 @@ impl Timestamp {
 
 /// A know-your-customer tier: `0..=limits::KYC_TIER_MAX`; higher tiers get higher limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct KycTier(u8);
+
+impl TryFrom<u8> for KycTier {
+    type Error = &'static str;
+    fn try_from(tier: u8) -> Result<Self, Self::Error> {
+        KycTier::new(tier).ok_or("KYC tier above KYC_TIER_MAX")
+    }
+}
+
+impl From<KycTier> for u8 {
+    fn from(tier: KycTier) -> u8 {
+        tier.0
+    }
+}
 
 impl KycTier {
     /// `None` when the tier is above `limits::KYC_TIER_MAX`.
@@ -138,7 +152,8 @@ impl KycTier {
 /// An external reference (a bank transfer id, say) of at most
 /// `limits::REFERENCE_BYTES_MAX` bytes of UTF-8, stored inline so that commands and
 /// events carrying it never allocate.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Reference {
     len: u8,
     bytes: [u8; crate::limits::REFERENCE_BYTES_MAX],
@@ -163,6 +178,19 @@ impl Reference {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl TryFrom<String> for Reference {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Reference::new(&text).ok_or("reference longer than REFERENCE_BYTES_MAX")
+    }
+}
+
+impl From<Reference> for String {
+    fn from(reference: Reference) -> String {
+        reference.as_str().to_owned()
     }
 }
 

@@ -7,7 +7,7 @@
 //! `qty` lots at `price` is `price × qty × tick` minor units, exactly.
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::asset::{Asset, AssetTable};
@@ -18,14 +18,15 @@ use crate::money::Amount;
 
 /// Maker and taker fee of one KYC tier, in basis points of the quote amount. Fees are
 /// rounded down: the house never takes more than the schedule says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct FeeRate {
     pub maker_bps: u16,
     pub taker_bps: u16,
 }
 
 /// A fee rate per KYC tier; tiers beyond the last listed use the last.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<FeeRate>", into = "Vec<FeeRate>")]
 pub struct FeeSchedule {
     tiers: Vec<FeeRate>,
 }
@@ -56,8 +57,21 @@ impl FeeSchedule {
     }
 }
 
+impl TryFrom<Vec<FeeRate>> for FeeSchedule {
+    type Error = MarketError;
+    fn try_from(tiers: Vec<FeeRate>) -> Result<Self, Self::Error> {
+        Self::new(tiers)
+    }
+}
+
+impl From<FeeSchedule> for Vec<FeeRate> {
+    fn from(schedule: FeeSchedule) -> Self {
+        schedule.tiers
+    }
+}
+
 /// How a pair trades.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MarketSpec {
     pub base: AssetId,
     pub quote: AssetId,

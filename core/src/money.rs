@@ -10,7 +10,21 @@ use crate::limits::AMOUNT_MAX;
 
 /// A non-negative count of minor units, at most `limits::AMOUNT_MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Amount(u64);
+
+impl TryFrom<u64> for Amount {
+    type Error = &'static str;
+    fn try_from(minor_units: u64) -> Result<Self, Self::Error> {
+        Amount::new(minor_units).ok_or("amount above AMOUNT_MAX")
+    }
+}
+
+impl From<Amount> for u64 {
+    fn from(amount: Amount) -> u64 {
+        amount.0
+    }
+}
 
 impl Amount {
     pub const ZERO: Amount = Amount(0);

@@ -84,7 +84,21 @@ impl ClientOrderId {
 
 /// A price: a whole number of ticks (quote minor units per lot per step), above zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Price(NonZeroU64);
+
+impl TryFrom<u64> for Price {
+    type Error = &'static str;
+    fn try_from(ticks: u64) -> Result<Self, Self::Error> {
+        Price::new(ticks).ok_or("price of zero or above PRICE_TICKS_MAX")
+    }
+}
+
+impl From<Price> for u64 {
+    fn from(price: Price) -> u64 {
+        price.ticks()
+    }
+}
 
 impl Price {
     /// `None` for zero or above `limits::PRICE_TICKS_MAX`.
@@ -110,7 +124,21 @@ impl fmt::Display for Price {
 
 /// A quantity: a whole number of lots (base minor units per lot, per market).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Qty(u64);
+
+impl TryFrom<u64> for Qty {
+    type Error = &'static str;
+    fn try_from(lots: u64) -> Result<Self, Self::Error> {
+        Qty::new(lots).ok_or("quantity above QTY_LOTS_MAX")
+    }
+}
+
+impl From<Qty> for u64 {
+    fn from(qty: Qty) -> u64 {
+        qty.lots()
+    }
+}
 
 impl Qty {
     pub const ZERO: Qty = Qty(0);

@@ -5,9 +5,10 @@ use super::{CommandKind, Fingerprint, Keyed, require_positive};
 use crate::event::RejectReason;
 use crate::ids::{AccountId, AssetId, IdempotencyKey, Reference};
 use crate::money::Amount;
+use serde::{Deserialize, Serialize};
 
 /// Credits `amount` of `asset` to `account` from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deposit {
     pub account: AccountId,
     pub key: IdempotencyKey,
@@ -17,7 +18,7 @@ pub struct Deposit {
 }
 
 /// Debits `amount` of `asset` from `account`'s available balance to outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdraw {
     pub account: AccountId,
     pub key: IdempotencyKey,

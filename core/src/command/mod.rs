@@ -24,7 +24,7 @@ use crate::event::RejectReason;
 use crate::ids::{AccountId, IdempotencyKey, Seq, Timestamp};
 
 /// Everything the engine can be asked to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     OpenAccount(OpenAccount),
     FreezeAccount(FreezeAccount),
@@ -97,7 +97,7 @@ impl Command {
 }
 
 /// A command with the sequence number and time the sequencer gave it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SequencedCommand {
     pub seq: Seq,
     pub timestamp: Timestamp,

@@ -7,15 +7,16 @@ use crate::event::RejectReason;
 use crate::ids::AccountId;
 use crate::market::MarketSpec;
 use crate::money::Amount;
+use serde::{Deserialize, Serialize};
 
 /// Opens a new market at run time (operators).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddMarket {
     pub spec: MarketSpec,
 }
 
 /// How much an order wants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderSize {
     /// A number of lots.
     Qty(Qty),
@@ -25,7 +26,7 @@ pub enum OrderSize {
 }
 
 /// Places a limit order (`price` set) or a market order (`price` `None`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceOrder {
     pub by: AccountId,
     pub market: MarketId,
@@ -41,21 +42,21 @@ pub struct PlaceOrder {
 }
 
 /// Names an order by the engine's id or by the client's own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderRef {
     Id(OrderId),
     Client(ClientOrderId),
 }
 
 /// Cancels one resting order of `by`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelOrder {
     pub by: AccountId,
     pub order: OrderRef,
 }
 
 /// Cancels every resting order of `by`, or only those in `market`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelAll {
     pub by: AccountId,
     pub market: Option<MarketId>,
@@ -64,7 +65,7 @@ pub struct CancelAll {
 /// Changes a resting order's price and/or remaining quantity. Lowering the quantity
 /// at the same price keeps the order's place in the queue; a new price or a larger
 /// quantity sends it to the back (and a new price may trade at once).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AmendOrder {
     pub by: AccountId,
     pub order: OrderRef,

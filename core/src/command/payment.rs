@@ -7,9 +7,10 @@ use crate::event::RejectReason;
 use crate::ids::{AccountId, AssetId, IdempotencyKey, PaymentId, Timestamp};
 use crate::limits::SPLIT_LEGS_MAX;
 use crate::money::Amount;
+use serde::{Deserialize, Serialize};
 
 /// Moves `amount` of `asset` from `by`'s available balance to `to`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub by: AccountId,
     pub key: IdempotencyKey,
@@ -20,7 +21,7 @@ pub struct Transfer {
 
 /// Holds `amount` of `asset` in `by`'s account for `payee`, until captured, voided or
 /// `expires_at` (command time) passes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorize {
     pub by: AccountId,
     pub key: IdempotencyKey,
@@ -33,7 +34,7 @@ pub struct Authorize {
 /// The payee (`by`) takes `amount` of an open authorization. With `last`, whatever
 /// remains of the hold is released to the payer; otherwise it stays open for further
 /// captures until it is fully captured, voided or expires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capture {
     pub by: AccountId,
     pub key: IdempotencyKey,
@@ -44,7 +45,7 @@ pub struct Capture {
 }
 
 /// Payer or payee (`by`) cancels an open authorization; its hold is released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Void {
     pub by: AccountId,
     pub key: IdempotencyKey,
@@ -52,14 +53,14 @@ pub struct Void {
 }
 
 /// One payee of a split payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitLeg {
     pub payee: AccountId,
     pub amount: Amount,
 }
 
 /// `by` pays several payees in one asset: every leg or none.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitPayment {
     pub by: AccountId,
     pub key: IdempotencyKey,
@@ -69,7 +70,7 @@ pub struct SplitPayment {
 
 /// The payee (`by`) of a payment sends back `amount` of what it received; the total
 /// refunded never exceeds what was paid (captured, for an authorization).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub by: AccountId,
     pub key: IdempotencyKey,
