@@ -75,6 +75,17 @@ impl Account {
         &self.balances
     }
 
+    /// An account as a snapshot recorded it; `balances` must be ordered by asset.
+    pub(crate) fn restore(
+        owner: OwnerId,
+        kyc_tier: KycTier,
+        frozen: bool,
+        balances: &[(AssetId, Amount, Amount)],
+    ) -> Self {
+        let balances = balances.iter().map(|&(asset, available, held)| Balance { asset, available, held }).collect();
+        Self { balances, owner, kyc_tier, frozen }
+    }
+
     pub(crate) fn set_frozen(&mut self, frozen: bool) {
         self.frozen = frozen;
     }

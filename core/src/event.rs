@@ -76,6 +76,47 @@ pub enum RejectReason {
     CapacityExceeded,
 }
 
+impl RejectReason {
+    /// Every reason, in declaration order: `ALL[reason as usize] == reason`.
+    pub const ALL: [RejectReason; 30] = [
+        RejectReason::UnknownAccount,
+        RejectReason::UnknownAsset,
+        RejectReason::UnknownPayment,
+        RejectReason::InsufficientFunds,
+        RejectReason::AccountFrozen,
+        RejectReason::AssetMismatch,
+        RejectReason::InvalidAmount,
+        RejectReason::AuthorizationExpired,
+        RejectReason::AuthorizationClosed,
+        RejectReason::ExceedsAuthorization,
+        RejectReason::ExceedsRefundable,
+        RejectReason::NotRefundable,
+        RejectReason::NotAnAuthorization,
+        RejectReason::NotParty,
+        RejectReason::SameAccount,
+        RejectReason::DuplicatePayee,
+        RejectReason::TooManyLegs,
+        RejectReason::InvalidExpiry,
+        RejectReason::IdempotencyConflict,
+        RejectReason::Overflow,
+        RejectReason::UnknownMarket,
+        RejectReason::UnknownOrder,
+        RejectReason::InvalidQuantity,
+        RejectReason::InvalidPrice,
+        RejectReason::InvalidOrder,
+        RejectReason::DuplicateClientOrderId,
+        RejectReason::TooManyOrders,
+        RejectReason::PostOnlyWouldTake,
+        RejectReason::InvalidMarket,
+        RejectReason::CapacityExceeded,
+    ];
+
+    /// The reason whose discriminant is `code`.
+    pub fn from_code(code: u64) -> Option<RejectReason> {
+        usize::try_from(code).ok().and_then(|index| Self::ALL.get(index).copied())
+    }
+}
+
 /// Why an order (or what remained of it) left the book without filling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CancelReason {
@@ -261,4 +302,18 @@ pub enum Event {
         kind: CommandKind,
         original: Outcome,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_reason_codes_round_trip() {
+        for (index, reason) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index);
+            assert_eq!(RejectReason::from_code(index as u64), Some(*reason));
+        }
+        assert_eq!(RejectReason::from_code(RejectReason::ALL.len() as u64), None);
+    }
 }

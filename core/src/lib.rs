@@ -27,5 +27,6 @@ pub mod limits;
 pub mod market;
 pub mod money;
 pub mod reconcile;
+pub mod state;
 
 pub use engine::{Capacity, Engine, StateHash};

@@ -50,6 +50,10 @@ impl AssetTotals {
         self.fees = self.fees().checked_add(amount).expect("fees bounded by the asset total").minor_units();
     }
 
+    pub(crate) fn restore(in_accounts: u64, fees: u64, deposited: u128, withdrawn: u128) -> Self {
+        Self { in_accounts, fees, deposited, withdrawn }
+    }
+
     pub(crate) fn record_deposit(&mut self, amount: Amount) {
         self.deposited += u128::from(amount.minor_units());
     }

@@ -49,6 +49,16 @@ impl IdempotencyTable {
         }
     }
 
+    /// Entries in the order they were recorded.
+    pub(crate) fn restore(entries: impl Iterator<Item = (Timestamp, Scope, Entry)>) -> Self {
+        let mut table = Self::default();
+        for (at, scope, entry) in entries {
+            table.entries.insert(scope, entry);
+            table.order.push_back((at, scope));
+        }
+        table
+    }
+
     pub(crate) fn lookup(&self, scope: Scope, fingerprint: u64) -> Lookup {
         match self.entries.get(&scope) {
             None => Lookup::New,

@@ -26,6 +26,10 @@ impl Ledger {
         }
     }
 
+    pub(crate) fn restore(accounts: Vec<Account>, totals: Vec<AssetTotals>) -> Self {
+        Self { accounts, totals, touched: Vec::with_capacity(2 * crate::limits::SPLIT_LEGS_MAX + 2) }
+    }
+
     pub(crate) fn accounts(&self) -> &[Account] {
         &self.accounts
     }

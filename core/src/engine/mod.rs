@@ -9,6 +9,7 @@
 //! - `trade`: handlers for markets and orders: place, cancel, cancel-all, amend.
 //! - `settle`: settlement of each fill between the two accounts and the house.
 //! - `inspect`: the state hash, full reconciliation and invariant checks.
+//! - `state`: export to plain rows and rebuild from them (snapshots, recovery).
 
 mod accounts;
 mod idempotency;
@@ -17,9 +18,11 @@ mod ledger;
 mod pay;
 mod payments;
 mod settle;
+mod state;
 mod trade;
 
 pub use inspect::StateHash;
+pub use state::StateError;
 
 use crate::account::{Account, Balance};
 use crate::asset::AssetTable;

@@ -77,6 +77,19 @@ impl PaymentBook {
         }
     }
 
+    /// Records as a snapshot kept them, from `first_id` on; the expiry index is rebuilt.
+    pub(crate) fn restore(first_id: u64, records: Vec<PaymentRecord>) -> Self {
+        let mut book =
+            Self { first_id, records: VecDeque::from(records), expiries: BinaryHeap::new(), open_authorizations: 0 };
+        for (index, record) in book.records.iter().enumerate() {
+            if record.state == PaymentState::Open {
+                book.open_authorizations += 1;
+                book.expiries.push(Reverse((record.expires_at, PaymentId::new(first_id + index as u64))));
+            }
+        }
+        book
+    }
+
     pub(crate) fn has_room(&self, count: usize) -> bool {
         self.records.len() + count <= PAYMENTS_MAX
     }

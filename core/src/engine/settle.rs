@@ -110,6 +110,7 @@ impl Settlement<'_> {
             .expect("a buy's hold covers its fills");
         self.ledger.debit_held(maker_account, spec.quote, cost);
         self.ledger.release(maker_account, spec.quote, Amount::new(released).expect("bounded"));
+        self.ledger.credit(maker_account, spec.base, base);
         maker.held = held_after.minor_units();
     }
 }

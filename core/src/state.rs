@@ -1,0 +1,116 @@
+//! The engine's whole state as plain rows: what a snapshot stores and what recovery
+//! rebuilds an engine from (`Engine::export_state`, `Engine::from_state`).
+//!
+//! Flat vectors rather than nested ones, so that a million accounts are a few large
+//! allocations, and rows in canonical order (accounts by id, orders in book order), so
+//! that rebuilding restores exactly the same state hash.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct EngineState {
+    pub assets: Vec<AssetRow>,
+    pub last_seq: Option<u64>,
+    pub now: u64,
+    pub accounts: Vec<AccountRow>,
+    /// Every balance, ordered by account then asset.
+    pub balances: Vec<BalanceRow>,
+    pub totals: Vec<TotalsRow>,
+    pub payments_first_id: u64,
+    pub payments: Vec<PaymentRow>,
+    /// In the order they were recorded.
+    pub idempotency: Vec<IdempotencyRow>,
+    pub markets: Vec<MarketRow>,
+    /// Per market, bids best first then asks best first, each level's orders in queue order.
+    pub orders: Vec<OrderRow>,
+    pub next_order_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct AssetRow {
+    pub code: String,
+    pub scale: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub owner: u64,
+    pub kyc_tier: u8,
+    pub frozen: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct BalanceRow {
+    pub account: u32,
+    pub asset: u16,
+    pub available: u64,
+    pub held: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct TotalsRow {
+    pub in_accounts: u64,
+    pub fees: u64,
+    pub deposited: u128,
+    pub withdrawn: u128,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct PaymentRow {
+    pub payer: u32,
+    pub payee: u32,
+    pub asset: u16,
+    /// 0 transfer, 1 split leg, 2 authorization.
+    pub kind: u8,
+    /// 0 settled, 1 open, 2 captured, 3 voided, 4 expired.
+    pub state: u8,
+    pub amount: u64,
+    pub paid: u64,
+    pub refunded: u64,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct IdempotencyRow {
+    pub recorded_at: u64,
+    pub account: u32,
+    pub key: u128,
+    pub fingerprint: u64,
+    /// 0 accepted without a payment, 1 accepted with payment `value`, 2 rejected with
+    /// the reason whose discriminant is `value`.
+    pub outcome: u8,
+    pub value: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct MarketRow {
+    pub base: u16,
+    pub quote: u16,
+    pub lot: u64,
+    pub tick: u64,
+    pub qty_min: u64,
+    pub qty_max: u64,
+    /// (maker bps, taker bps) per KYC tier.
+    pub fees: Vec<(u16, u16)>,
+    pub market_seq: u64,
+    pub last_price: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct OrderRow {
+    pub id: u64,
+    pub client_order_id: Option<u128>,
+    pub account: u32,
+    pub market: u32,
+    /// 0 buy, 1 sell.
+    pub side: u8,
+    pub price: u64,
+    pub remaining: u64,
+    pub held: u64,
+    pub maker_bps: u16,
+    pub taker_bps: u16,
+    /// 0 cancel taker, 1 cancel maker, 2 cancel both.
+    pub stp: u8,
+    pub post_only: bool,
+}
