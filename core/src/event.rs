@@ -132,6 +132,8 @@ pub enum CancelReason {
     SelfTrade,
     /// A market buy spent its quote budget.
     BudgetSpent,
+    /// The account was frozen.
+    AccountFrozen,
 }
 
 /// What a keyed command came to; remembered under its idempotency key and returned

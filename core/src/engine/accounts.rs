@@ -3,7 +3,7 @@
 use super::{Engine, Handled};
 use crate::account::Account;
 use crate::command::{CommandKind, Deposit, OpenAccount, SetKycTier, Withdraw};
-use crate::event::{Event, RejectReason};
+use crate::event::{CancelReason, Event, RejectReason};
 use crate::ids::{AccountId, AssetId};
 use crate::limits::ACCOUNTS_MAX;
 
@@ -23,6 +23,10 @@ impl Engine {
         };
         state.set_frozen(frozen);
         out.push(if frozen { Event::AccountFrozen { account } } else { Event::AccountUnfrozen { account } });
+        if frozen {
+            // A frozen account neither sends nor receives: its orders leave the books.
+            self.cancel_orders_of(account, None, CancelReason::AccountFrozen, out);
+        }
     }
 
     pub(super) fn set_kyc_tier(&mut self, command: SetKycTier, out: &mut Vec<Event>) {

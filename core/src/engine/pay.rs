@@ -110,11 +110,16 @@ impl Engine {
     pub(super) fn split_payment(&mut self, command: &SplitPayment, out: &mut Vec<Event>) -> Handled {
         command.check()?;
         self.require_asset(command.asset)?;
-        let mut total = Amount::ZERO;
         for leg in &command.legs {
             self.require_movable(leg.payee)?;
-            total = total.checked_add(leg.amount).ok_or(RejectReason::InsufficientFunds)?;
         }
+        self.require_movable(command.by)?;
+        // A total past AMOUNT_MAX is more than any balance can hold.
+        let total = command
+            .legs
+            .iter()
+            .try_fold(Amount::ZERO, |total, leg| total.checked_add(leg.amount))
+            .ok_or(RejectReason::InsufficientFunds)?;
         self.require_funds(command.by, command.asset, total)?;
         if !self.payments.has_room(command.legs.len()) {
             return Err(RejectReason::CapacityExceeded);

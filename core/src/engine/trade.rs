@@ -90,7 +90,13 @@ impl Engine {
         let asset = hold_asset(spec, command.side);
         let hold = match (command.side, command.price, command.size) {
             (_, _, OrderSize::QuoteBudget(budget)) => budget,
-            (Side::Sell, _, OrderSize::Qty(qty)) => spec.base_amount(qty).ok_or(RejectReason::InvalidQuantity)?,
+            (Side::Sell, price, OrderSize::Qty(qty)) => {
+                // A sell must be payable too: its quote amount has to be representable.
+                if price.is_some_and(|price| spec.quote_amount(price, qty).is_none()) {
+                    return Err(RejectReason::InvalidPrice);
+                }
+                spec.base_amount(qty).ok_or(RejectReason::InvalidQuantity)?
+            }
             (Side::Buy, Some(price), OrderSize::Qty(qty)) => {
                 spec.buy_hold(price, qty, hold_bps).ok_or(RejectReason::InvalidPrice)?
             }
@@ -215,6 +221,29 @@ impl Engine {
         }
     }
 
+    /// Cancels every resting order of `account` (in `market`, if given), in order-id
+    /// order so that the events do not depend on how the account's chain was built.
+    pub(super) fn cancel_orders_of(
+        &mut self,
+        account: AccountId,
+        market: Option<MarketId>,
+        reason: CancelReason,
+        out: &mut Vec<Event>,
+    ) {
+        let mut slots = std::mem::take(&mut self.scratch_slots);
+        slots.clear();
+        slots.extend(
+            self.orders
+                .account_orders(account.get())
+                .filter(|&slot| market.is_none_or(|market| self.orders.get(slot).market() == market)),
+        );
+        slots.sort_unstable_by_key(|&slot| self.orders.get(slot).id());
+        for &slot in &slots {
+            self.cancel_resting(slot, reason, out);
+        }
+        self.scratch_slots = slots;
+    }
+
     pub(super) fn cancel_all(&mut self, command: &CancelAll, out: &mut Vec<Event>) {
         let reject = |out: &mut Vec<Event>, reason| out.push(Event::Rejected { kind: CommandKind::CancelAll, reason });
         if self.ledger.get(command.by).is_none() {
@@ -223,19 +252,7 @@ impl Engine {
         if command.market.is_some_and(|market| market.index() >= self.markets.len()) {
             return reject(out, RejectReason::UnknownMarket);
         }
-        let mut slots = std::mem::take(&mut self.scratch_slots);
-        slots.clear();
-        slots.extend(
-            self.orders
-                .account_orders(command.by.get())
-                .filter(|&slot| command.market.is_none_or(|market| self.orders.get(slot).market() == market)),
-        );
-        // In order-id order: the events do not depend on how the chain was built.
-        slots.sort_unstable_by_key(|&slot| self.orders.get(slot).id());
-        for &slot in &slots {
-            self.cancel_resting(slot, CancelReason::CancelAll, out);
-        }
-        self.scratch_slots = slots;
+        self.cancel_orders_of(command.by, command.market, CancelReason::CancelAll, out);
     }
 
     pub(super) fn amend_order(&mut self, command: &AmendOrder, out: &mut Vec<Event>) {
@@ -277,9 +294,8 @@ impl Engine {
         if node.post_only() && self.would_take(market, node.side(), Some(price)) {
             return Err(RejectReason::PostOnlyWouldTake);
         }
-        if price != node.price() {
-            self.require_room_to_rest(account, market, node.side(), price)?;
-        }
+        // The order keeps its slot in the account's count; only a level may be new.
+        self.require_level_room(market, node.side(), price, Some(node.price()))?;
         if let Some(extra) = held.checked_sub(held_before) {
             self.require_funds(account, asset, extra)?;
         }
@@ -361,9 +377,24 @@ impl Engine {
         if self.orders.open_count(account.get()) >= ORDERS_PER_ACCOUNT_MAX {
             return Err(RejectReason::TooManyOrders);
         }
+        if self.orders.len() >= ORDERS_OPEN_MAX {
+            return Err(RejectReason::CapacityExceeded);
+        }
+        self.require_level_room(market, side, price, None)
+    }
+
+    /// A level at `price` exists or may be added; `leaving` is the price of a level
+    /// the moving order leaves (which may free one).
+    fn require_level_room(
+        &self,
+        market: MarketId,
+        side: Side,
+        price: Price,
+        leaving: Option<Price>,
+    ) -> Result<(), RejectReason> {
         let book_side = self.markets[market.index()].book.side(side);
-        let new_level = book_side.level(price).is_none();
-        if self.orders.len() >= ORDERS_OPEN_MAX || (new_level && book_side.len() >= PRICE_LEVELS_PER_SIDE_MAX) {
+        let frees_one = leaving.and_then(|price| book_side.level(price)).is_some_and(|level| level.count() == 1);
+        if book_side.level(price).is_none() && !frees_one && book_side.len() >= PRICE_LEVELS_PER_SIDE_MAX {
             return Err(RejectReason::CapacityExceeded);
         }
         Ok(())

@@ -1,0 +1,124 @@
+//! Recovery: the newest valid snapshot, then the journal after it, replayed through
+//! the very `Engine::apply` that runs live, and proved: wherever the journal holds a
+//! checkpoint (the state hash recorded when a snapshot was taken), the replayed
+//! engine's hash must match it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bourse_core::command::SequencedCommand;
+use bourse_core::config::Config;
+use bourse_core::ids::Seq;
+use bourse_core::{Capacity, Engine, StateHash};
+use bourse_journal::codec::{Checkpoint, decode_command};
+use bourse_journal::record::KIND_CHECKPOINT;
+use bourse_journal::{JournalError, OpenReport, Storage, open_and_check, read_from};
+use thiserror::Error;
+
+use crate::snapshot::{SnapshotError, load_newest};
+
+/// The two halves of a data directory.
+#[derive(Clone)]
+pub struct DataStores {
+    pub journal: Arc<dyn Storage>,
+    pub snapshots: Arc<dyn Storage>,
+}
+
+impl std::fmt::Debug for DataStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStores").field("journal", &self.journal.describe("")).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("the journal starts at sequence {journal_first} but the newest valid snapshot is at {}: commands {} ..= {} are missing", snapshot.map_or(0, Seq::get), snapshot.map_or(1, |seq| seq.get() + 1), journal_first - 1)]
+    Gap { snapshot: Option<Seq>, journal_first: u64 },
+    #[error("replay diverged: after sequence {} the state hash is {actual}, but the checkpoint recorded {expected}", applied.get())]
+    Diverged { applied: Seq, expected: StateHash, actual: StateHash },
+}
+
+/// What recovery did.
+#[derive(Debug)]
+pub struct Recovered {
+    pub engine: Engine,
+    /// The snapshot it started from: its file name and sequence number.
+    pub snapshot: Option<(String, Seq)>,
+    /// Snapshots skipped because they failed a check (newest first).
+    pub snapshot_failures: Vec<SnapshotError>,
+    pub journal: OpenReport,
+    /// Commands replayed after the snapshot.
+    pub replayed: u64,
+    /// Checkpoints whose state hash the replay matched.
+    pub checkpoints_verified: u64,
+}
+
+/// Recovers the engine from `stores`. With `repair`, a torn journal tail is cut off;
+/// without, the files are only read. `progress` is told of each replayed sequence.
+pub fn recover(
+    stores: &DataStores,
+    config: &Config,
+    capacity: Capacity,
+    repair: bool,
+    mut progress: impl FnMut(Seq),
+) -> Result<Recovered, RecoveryError> {
+    let journal = open_and_check(&stores.journal, repair)?;
+    let (loaded, snapshot_failures) = load_newest(&stores.snapshots, capacity)?;
+    let (mut engine, snapshot) = match loaded {
+        Some(loaded) => (loaded.engine, Some((loaded.name, loaded.header.seq))),
+        None => (Engine::with_capacity(config, capacity), None),
+    };
+    let start = snapshot.as_ref().map_or(Seq::new(1), |(_, seq)| Seq::new(seq.get() + 1));
+    if let Some(first) = journal.first_seq()
+        && first > start
+        && journal.records > 0
+    {
+        return Err(RecoveryError::Gap {
+            snapshot: snapshot.as_ref().map(|(_, seq)| *seq),
+            journal_first: first.get(),
+        });
+    }
+    let checkpoints = checkpoints_from(&stores.journal, start)?;
+    let mut replayed = 0;
+    let mut checkpoints_verified = 0;
+    let mut events = Vec::with_capacity(64);
+    read_from::<RecoveryError>(&stores.journal, start, |record| {
+        if record.kind == KIND_CHECKPOINT {
+            return Ok(());
+        }
+        let command = decode_command(record.seq, record.kind, record.payload)?;
+        events.clear();
+        engine.apply(&SequencedCommand { seq: record.seq, timestamp: record.timestamp, command }, &mut events);
+        replayed += 1;
+        progress(record.seq);
+        if let Some(expected) = checkpoints.get(&record.seq) {
+            let actual = engine.state_hash();
+            if actual != *expected {
+                return Err(RecoveryError::Diverged { applied: record.seq, expected: *expected, actual });
+            }
+            checkpoints_verified += 1;
+        }
+        Ok(())
+    })?;
+    Ok(Recovered { engine, snapshot, snapshot_failures, journal, replayed, checkpoints_verified })
+}
+
+/// Every checkpoint in the journal from `start` on: the state hash after each
+/// `applied` sequence number.
+pub fn checkpoints_from(journal: &Arc<dyn Storage>, start: Seq) -> Result<BTreeMap<Seq, StateHash>, RecoveryError> {
+    let mut checkpoints = BTreeMap::new();
+    read_from::<RecoveryError>(journal, start, |record| {
+        if record.kind == KIND_CHECKPOINT {
+            let checkpoint = Checkpoint::decode(record.seq, record.kind, record.payload)?;
+            if checkpoint.applied >= start {
+                checkpoints.insert(checkpoint.applied, StateHash(checkpoint.state_hash));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(checkpoints)
+}

@@ -1,0 +1,447 @@
+//! The runtime that ties the pieces together, shared by the server and the
+//! benchmarks (DESIGN.md §3):
+//!
+//! ```text
+//! submit ─▶ [bounded queue] ─▶ sequencer thread ─▶ [batches] ─▶ engine thread ─▶ output (AppliedBatch)
+//!                              stamp seq + time,                 Engine::apply,     │
+//!                              append, group commit              snapshot pause     ▼
+//!                                     ▲                                       snapshot writer thread
+//!                                     └──────── checkpoint (state hash) ◀─────┘
+//! ```
+//!
+//! Write-ahead: the engine sees a batch only after the journal holds it (durable per
+//! the mode), so no output leaves before its command is journaled. The engine thread
+//! does no I/O: a snapshot costs it one `export_state` and one `state_hash` (the
+//! pause, measured), and a separate thread writes the file.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bourse_core::command::{Command, CommandKind, SequencedCommand};
+use bourse_core::event::Event;
+use bourse_core::ids::{Seq, Timestamp};
+use bourse_core::state::EngineState;
+use bourse_core::{Engine, StateHash};
+use bourse_journal::codec::{Checkpoint, command_kind, encode_command};
+use bourse_journal::record::KIND_CHECKPOINT;
+use bourse_journal::{JournalConfig, JournalError, JournalWriter, OpenReport};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use log::{error, info};
+
+use crate::recovery::DataStores;
+use crate::snapshot::write_snapshot;
+
+/// The caller's tag for a command, handed back with its output. Commands the runtime
+/// makes itself (idle ticks) carry `TOKEN_INTERNAL`.
+pub type Token = u64;
+pub const TOKEN_INTERNAL: Token = 0;
+
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeConfig {
+    pub journal: JournalConfig,
+    /// Submissions waiting for the sequencer, at most.
+    pub queue_capacity: usize,
+    /// Commands per journal batch, at most.
+    pub batch_max: usize,
+    /// Take a snapshot after this many commands…
+    pub snapshot_every_commands: u64,
+    /// …or this long, whichever comes first.
+    pub snapshot_every: Duration,
+    pub snapshots_kept: usize,
+    /// With no submission for this long, the sequencer journals a `Tick`.
+    pub idle_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            journal: JournalConfig::default(),
+            queue_capacity: 65_536,
+            batch_max: 4_096,
+            snapshot_every_commands: 1_000_000,
+            snapshot_every: Duration::from_secs(300),
+            snapshots_kept: 3,
+            idle_tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One applied command: its place in the journal, the caller's token, and its events
+/// (a range of `AppliedBatch::events`).
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub seq: Seq,
+    pub timestamp: Timestamp,
+    pub token: Token,
+    pub kind: CommandKind,
+    pub events: Range<usize>,
+}
+
+/// The output of one batch, in sequence order.
+#[derive(Clone, Debug, Default)]
+pub struct AppliedBatch {
+    pub items: Vec<Applied>,
+    pub events: Vec<Event>,
+}
+
+impl AppliedBatch {
+    pub fn events_of(&self, item: &Applied) -> &[Event] {
+        &self.events[item.events.clone()]
+    }
+}
+
+/// Counters the runtime keeps, readable from any thread.
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    pub commands: AtomicU64,
+    pub batches: AtomicU64,
+    pub journal_bytes: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    pub last_sync_ns: AtomicU64,
+    pub last_durable_seq: AtomicU64,
+    pub queue_depth: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub last_snapshot_seq: AtomicU64,
+    /// Unix time (ns) of the last snapshot written.
+    pub last_snapshot_at_ns: AtomicU64,
+    pub snapshot_pause_ns_last: AtomicU64,
+    pub snapshot_pause_ns_max: AtomicU64,
+    pub engine_apply_ns_total: AtomicU64,
+}
+
+/// Why a submission was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the command queue is full ({0} waiting): retry later")]
+    Busy(usize),
+    #[error("the runtime is shutting down")]
+    Stopped,
+}
+
+enum ToSequencer {
+    Submit(Command, Token),
+    Checkpoint(Checkpoint),
+    Shutdown,
+}
+
+enum ToEngine {
+    Batch(Vec<(SequencedCommand, Token)>),
+    Stop,
+}
+
+struct Snapshot {
+    seq: Seq,
+    hash: StateHash,
+    state: EngineState,
+}
+
+/// A running runtime. Dropping it without `shutdown` stops nothing cleanly: call
+/// `shutdown`.
+pub struct Runtime {
+    to_sequencer: Sender<ToSequencer>,
+    stats: Arc<RuntimeStats>,
+    threads: Vec<JoinHandle<()>>,
+    queue_capacity: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+/// A cheap handle for submitting commands from other threads.
+#[derive(Clone, Debug)]
+pub struct Submitter {
+    to_sequencer: Sender<ToSequencer>,
+    queue_capacity: usize,
+    stats: Arc<RuntimeStats>,
+}
+
+impl std::fmt::Debug for ToSequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ToSequencer::Submit(..) => "Submit",
+            ToSequencer::Checkpoint(_) => "Checkpoint",
+            ToSequencer::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl Submitter {
+    /// Queues a command; refuses rather than blocks when the queue is full.
+    pub fn submit(&self, command: Command, token: Token) -> Result<(), SubmitError> {
+        match self.to_sequencer.try_send(ToSequencer::Submit(command, token)) {
+            Ok(()) => {
+                self.stats.queue_depth.store(self.to_sequencer.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(SubmitError::Busy(self.queue_capacity)),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+        }
+    }
+
+    /// Queues a command, waiting for room.
+    pub fn submit_blocking(&self, command: Command, token: Token) -> Result<(), SubmitError> {
+        self.to_sequencer.send(ToSequencer::Submit(command, token)).map_err(|_| SubmitError::Stopped)
+    }
+}
+
+/// What shutting down did.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    pub last_seq: Option<Seq>,
+    pub final_snapshot: Option<Seq>,
+}
+
+impl Runtime {
+    /// Starts the threads on a recovered engine; `journal` is the report recovery
+    /// made of the journal (its tail already repaired). Output goes to `output`.
+    pub fn start(
+        stores: &DataStores,
+        config: RuntimeConfig,
+        engine: Engine,
+        journal: &OpenReport,
+        output: Sender<AppliedBatch>,
+    ) -> Result<Runtime, JournalError> {
+        let writer = JournalWriter::new(stores.journal.clone(), config.journal, journal)?;
+        let stats = Arc::new(RuntimeStats::default());
+        let (to_sequencer, from_submitters) = bounded(config.queue_capacity);
+        let (to_engine, from_sequencer) = bounded(64);
+        let (to_writer, from_engine) = bounded::<Option<Snapshot>>(2);
+        let mut threads = Vec::new();
+        let sequencer = Sequencer { writer, config, stats: stats.clone(), to_engine, last_timestamp: engine.now() };
+        threads.push(spawn("bourse-sequencer", move || sequencer.run(&from_submitters)));
+        let engine_loop = EngineLoop { engine, config, stats: stats.clone(), output, to_writer };
+        threads.push(spawn("bourse-engine", move || engine_loop.run(&from_sequencer)));
+        let snapshots = stores.snapshots.clone();
+        let (checkpoints, writer_stats) = (to_sequencer.clone(), stats.clone());
+        threads.push(spawn("bourse-snapshots", move || {
+            write_snapshots(&snapshots, config.snapshots_kept, &from_engine, &checkpoints, &writer_stats);
+        }));
+        Ok(Runtime { to_sequencer, stats, threads, queue_capacity: config.queue_capacity })
+    }
+
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            to_sequencer: self.to_sequencer.clone(),
+            queue_capacity: self.queue_capacity,
+            stats: self.stats.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<RuntimeStats> {
+        &self.stats
+    }
+
+    /// Stops taking commands, runs every command already queued, makes the journal
+    /// durable, writes a final snapshot and joins every thread.
+    pub fn shutdown(self) -> ShutdownReport {
+        let _ = self.to_sequencer.send(ToSequencer::Shutdown);
+        drop(self.to_sequencer);
+        for thread in self.threads {
+            if thread.join().is_err() {
+                error!("a runtime thread panicked");
+            }
+        }
+        let last = self.stats.last_durable_seq.load(Ordering::Relaxed);
+        let snapshot = self.stats.last_snapshot_seq.load(Ordering::Relaxed);
+        ShutdownReport {
+            last_seq: (last > 0).then(|| Seq::new(last)),
+            final_snapshot: (snapshot > 0).then(|| Seq::new(snapshot)),
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(body).expect("spawning a runtime thread")
+}
+
+fn wall_clock() -> Timestamp {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+    Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+struct Sequencer {
+    writer: JournalWriter,
+    config: RuntimeConfig,
+    stats: Arc<RuntimeStats>,
+    to_engine: Sender<ToEngine>,
+    last_timestamp: Timestamp,
+}
+
+impl Sequencer {
+    fn run(mut self, from_submitters: &Receiver<ToSequencer>) {
+        let mut payload = Vec::with_capacity(256);
+        let mut shutting_down = false;
+        while !shutting_down {
+            let first = match from_submitters.recv_timeout(self.config.idle_tick) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => ToSequencer::Submit(Command::Tick, TOKEN_INTERNAL),
+                Err(RecvTimeoutError::Disconnected) => ToSequencer::Shutdown,
+            };
+            let mut batch = Vec::with_capacity(self.config.batch_max.min(from_submitters.len() + 1));
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    ToSequencer::Submit(command, token) => {
+                        let Some(sequenced) = self.append(command, &mut payload) else { return };
+                        batch.push((sequenced, token));
+                    }
+                    ToSequencer::Checkpoint(checkpoint) => {
+                        checkpoint.encode(&mut payload);
+                        if self.append_raw(KIND_CHECKPOINT, &payload).is_none() {
+                            return;
+                        }
+                    }
+                    ToSequencer::Shutdown => shutting_down = true,
+                }
+                // On shutdown, drain everything still queued.
+                if batch.len() < self.config.batch_max || shutting_down {
+                    next = from_submitters.try_recv().ok();
+                }
+            }
+            if !self.commit(batch) {
+                return;
+            }
+        }
+        if let Err(error) = self.writer.sync() {
+            error!("journal: final sync failed: {error}");
+        }
+        let _ = self.to_engine.send(ToEngine::Stop);
+    }
+
+    fn stamp(&mut self) -> Timestamp {
+        self.last_timestamp = self.last_timestamp.max(wall_clock());
+        self.last_timestamp
+    }
+
+    fn append(&mut self, command: Command, payload: &mut Vec<u8>) -> Option<SequencedCommand> {
+        encode_command(&command, payload);
+        let timestamp = self.stamp();
+        let seq = self.append_with(timestamp, command_kind(&command), payload)?;
+        Some(SequencedCommand { seq, timestamp, command })
+    }
+
+    fn append_raw(&mut self, kind: u16, payload: &[u8]) -> Option<Seq> {
+        let timestamp = self.stamp();
+        self.append_with(timestamp, kind, payload)
+    }
+
+    fn append_with(&mut self, timestamp: Timestamp, kind: u16, payload: &[u8]) -> Option<Seq> {
+        match self.writer.append(timestamp, kind, payload) {
+            Ok(seq) => Some(seq),
+            Err(failure) => {
+                // Nothing after this point is acknowledged; stop so that clients see it.
+                error!("journal append failed, the runtime stops: {failure}");
+                let _ = self.to_engine.send(ToEngine::Stop);
+                None
+            }
+        }
+    }
+
+    /// Makes the batch durable per the mode, then hands it to the engine.
+    fn commit(&mut self, batch: Vec<(SequencedCommand, Token)>) -> bool {
+        match self.writer.commit() {
+            Ok(committed) => {
+                let stats = self.writer.stats();
+                self.stats.journal_bytes.store(stats.bytes, Ordering::Relaxed);
+                self.stats.journal_syncs.store(stats.syncs, Ordering::Relaxed);
+                self.stats.last_sync_ns.store(stats.last_sync.as_nanos() as u64, Ordering::Relaxed);
+                self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed);
+            }
+            Err(failure) => {
+                error!("journal commit failed, the runtime stops: {failure}");
+                let _ = self.to_engine.send(ToEngine::Stop);
+                return false;
+            }
+        }
+        self.stats.commands.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        batch.is_empty() || self.to_engine.send(ToEngine::Batch(batch)).is_ok()
+    }
+}
+
+struct EngineLoop {
+    engine: Engine,
+    config: RuntimeConfig,
+    stats: Arc<RuntimeStats>,
+    output: Sender<AppliedBatch>,
+    to_writer: Sender<Option<Snapshot>>,
+}
+
+impl EngineLoop {
+    fn run(mut self, from_sequencer: &Receiver<ToEngine>) {
+        let mut since_snapshot = 0_u64;
+        let mut last_snapshot = Instant::now();
+        while let Ok(ToEngine::Batch(batch)) = from_sequencer.recv() {
+            let started = Instant::now();
+            let mut output =
+                AppliedBatch { items: Vec::with_capacity(batch.len()), events: Vec::with_capacity(batch.len() * 4) };
+            for (command, token) in &batch {
+                let start = output.events.len();
+                self.engine.apply(command, &mut output.events);
+                output.items.push(Applied {
+                    seq: command.seq,
+                    timestamp: command.timestamp,
+                    token: *token,
+                    kind: command.command.kind(),
+                    events: start..output.events.len(),
+                });
+            }
+            self.stats.engine_apply_ns_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            since_snapshot += batch.len() as u64;
+            if self.output.send(output).is_err() {
+                info!("runtime output closed");
+            }
+            if since_snapshot >= self.config.snapshot_every_commands
+                || last_snapshot.elapsed() >= self.config.snapshot_every
+            {
+                self.snapshot();
+                since_snapshot = 0;
+                last_snapshot = Instant::now();
+            }
+        }
+        // Stopping: a final snapshot of everything applied, then let the writer finish.
+        if since_snapshot > 0 {
+            self.snapshot();
+        }
+        let _ = self.to_writer.send(None);
+    }
+
+    /// Captures the state (the engine's only pause) and hands it to the writer.
+    fn snapshot(&mut self) {
+        let Some(seq) = self.engine.last_seq() else { return };
+        let started = Instant::now();
+        let state = self.engine.export_state();
+        let hash = self.engine.state_hash();
+        let pause = started.elapsed().as_nanos() as u64;
+        self.stats.snapshot_pause_ns_last.store(pause, Ordering::Relaxed);
+        self.stats.snapshot_pause_ns_max.fetch_max(pause, Ordering::Relaxed);
+        let _ = self.to_writer.send(Some(Snapshot { seq, hash, state }));
+    }
+}
+
+fn write_snapshots(
+    storage: &Arc<dyn bourse_journal::Storage>,
+    keep: usize,
+    from_engine: &Receiver<Option<Snapshot>>,
+    checkpoints: &Sender<ToSequencer>,
+    stats: &RuntimeStats,
+) {
+    while let Ok(Some(snapshot)) = from_engine.recv() {
+        match write_snapshot(storage, snapshot.seq, snapshot.hash, &snapshot.state, keep) {
+            Ok(written) => {
+                info!("snapshot {} written at sequence {} ({} bytes)", written.name, snapshot.seq.get(), written.bytes);
+                stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                stats.last_snapshot_seq.store(snapshot.seq.get(), Ordering::Relaxed);
+                stats.last_snapshot_at_ns.store(wall_clock().as_nanos(), Ordering::Relaxed);
+                let _ = checkpoints.try_send(ToSequencer::Checkpoint(Checkpoint::new(snapshot.seq, snapshot.hash)));
+            }
+            Err(failure) => error!("snapshot at sequence {} failed: {failure}", snapshot.seq.get()),
+        }
+    }
+}
