@@ -124,8 +124,9 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    // Enough for every command but the longest split payments in one piece.
-    const CAPACITY: usize = 64 + crate::limits::SPLIT_LEGS_MAX * 12;
+    // Every fixed-size command fits in one piece; a split payment chains a few. Small,
+    // because the buffer is zeroed for every keyed command.
+    const CAPACITY: usize = 64;
 
     pub(crate) fn new(kind: CommandKind) -> Self {
         let mut fingerprint = Self { bytes: [0; Self::CAPACITY], len: 0, seed: 0 };
@@ -133,6 +134,7 @@ impl Fingerprint {
         fingerprint
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, bytes: &[u8]) -> &mut Self {
         assert!(bytes.len() <= Self::CAPACITY, "one field fits the buffer");
         if self.len + bytes.len() > Self::CAPACITY {

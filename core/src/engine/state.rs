@@ -90,7 +90,7 @@ impl Engine {
             idempotency: self
                 .idempotency
                 .iter_in_order()
-                .map(|(at, scope, entry)| idempotency_row(at, scope, entry))
+                .map(|(at, scope, entry)| idempotency_row(at, scope, &entry))
                 .collect(),
             markets: self.markets.iter().map(market_row).collect(),
             orders: self.order_rows(),
