@@ -143,13 +143,15 @@ impl Engine {
             client_order_id: command.client_order_id,
             post_only: command.post_only,
         };
-        self.execute(incoming, out);
+        self.execute(incoming, None, out);
         Ok(())
     }
 
     /// Matches an accepted order whose funds are held, then rests or cancels what
-    /// remains and releases whatever of its hold it no longer needs.
-    fn execute(&mut self, mut incoming: Incoming, out: &mut Vec<Event>) {
+    /// remains and releases whatever of its hold it no longer needs. An amended order
+    /// brings its own slot (`reuse`, unlinked from its level), which it keeps if it
+    /// rests, so a move costs no slab or index churn.
+    fn execute(&mut self, mut incoming: Incoming, reuse: Option<Slot>, out: &mut Vec<Event>) {
         let Market { spec, book, market_seq, last_price } = &mut self.markets[incoming.market.index()];
         let spec = &*spec;
         let mut settlement = Settlement {
@@ -171,6 +173,9 @@ impl Engine {
         let rests_at =
             incoming.taker.limit.filter(|_| incoming.rests && !remaining.is_zero() && end != MatchEnd::SelfTrade);
         let Some(price) = rests_at else {
+            if let Some(slot) = reuse {
+                self.orders.remove(slot);
+            }
             self.ledger.release(account, asset, funds.held);
             if !remaining.is_zero() {
                 let reason = match end {
@@ -196,20 +201,27 @@ impl Engine {
             asset,
             funds.held.checked_sub(held).expect("a remainder needs less than the whole"),
         );
-        let slot = self.orders.insert(&NewOrder {
-            id: incoming.order,
-            client_order_id: incoming.client_order_id,
-            account: account.get(),
-            market: incoming.market,
-            side: incoming.taker.side,
-            price,
-            remaining,
-            held: held.minor_units(),
-            maker_bps: incoming.maker_bps,
-            taker_bps: funds.taker_bps,
-            stp: incoming.taker.stp,
-            post_only: incoming.post_only,
-        });
+        let slot = match reuse {
+            Some(slot) => {
+                let node = self.orders.get_mut(slot);
+                (node.price, node.remaining, node.held) = (price, remaining, held.minor_units());
+                slot
+            }
+            None => self.orders.insert(&NewOrder {
+                id: incoming.order,
+                client_order_id: incoming.client_order_id,
+                account: account.get(),
+                market: incoming.market,
+                side: incoming.taker.side,
+                price,
+                remaining,
+                held: held.minor_units(),
+                maker_bps: incoming.maker_bps,
+                taker_bps: funds.taker_bps,
+                stp: incoming.taker.stp,
+                post_only: incoming.post_only,
+            }),
+        };
         self.markets[incoming.market.index()].book.side_mut(incoming.taker.side).push_back(&mut self.orders, slot);
         touch_level(&mut self.touched_levels, (incoming.market, incoming.taker.side, price));
     }
@@ -300,9 +312,8 @@ impl Engine {
             self.require_funds(account, asset, extra)?;
         }
 
-        // Leaves its place and comes back as a new arrival under the same id.
+        // Leaves its place and comes back as a new arrival under the same id (and slot).
         self.markets[market.index()].book.side_mut(node.side()).unlink(&mut self.orders, slot);
-        self.orders.remove(slot);
         touch_level(&mut self.touched_levels, (market, node.side(), node.price()));
         match held.checked_sub(held_before) {
             Some(extra) => self.ledger.hold(account, asset, extra),
@@ -330,7 +341,7 @@ impl Engine {
             client_order_id: node.client_order_id(),
             post_only: node.post_only(),
         };
-        self.execute(incoming, out);
+        self.execute(incoming, Some(slot), out);
         Ok(())
     }
 
