@@ -7,7 +7,9 @@ use bourse_core::ids::Seq;
 use log::warn;
 
 use crate::error::JournalError;
-use crate::segment::{Chain, ScanEnd, SegmentHeader, parse_segment_name, scan, valid_record_after};
+use crate::segment::{
+    Chain, ScanEnd, SegmentHeader, parse_segment_name, record_beyond_damage, scan, valid_record_after,
+};
 use crate::storage::Storage;
 
 /// A segment of the journal, as found on open.
@@ -98,12 +100,8 @@ pub fn open_and_check(storage: &Arc<dyn Storage>, repair: bool) -> Result<OpenRe
                 // A crash between creating a segment and writing its header.
                 return finish_torn(storage, repair, report, &segments[index..], name, 0, bytes, reason);
             }
-            return Err(JournalError::Corrupt {
-                file: storage.describe(name),
-                offset: 0,
-                seq: report.chain.next_seq,
-                reason,
-            });
+            let seq = if index == 0 { *first_seq } else { report.chain.next_seq };
+            return Err(JournalError::Corrupt { file: storage.describe(name), offset: 0, seq, reason });
         }
         let header = header.expect("checked above");
         if index == 0 {
@@ -124,7 +122,7 @@ pub fn open_and_check(storage: &Arc<dyn Storage>, repair: bool) -> Result<OpenRe
             bytes_total: bytes.len() as u64,
         });
         if let ScanEnd::Bad { offset, reason } = end {
-            let later_valid = valid_record_after(bytes, offset).is_some()
+            let later_valid = record_beyond_damage(bytes, offset).is_some()
                 || segments[index + 1..].iter().any(|(_, later)| segment_holds_data(storage.as_ref(), later));
             if later_valid {
                 return Err(JournalError::Corrupt {

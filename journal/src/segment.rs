@@ -123,12 +123,44 @@ pub fn scan<'a>(bytes: &'a [u8], chain: &mut Chain, mut visit: impl FnMut(&Recor
     }
 }
 
-/// Whether any valid record starts at an 8-byte boundary at or after `from`: if one
-/// does, damage before it is corruption, not a torn tail.
+/// Whether any valid record starts at an 8-byte boundary at or after `from`.
 pub fn valid_record_after(bytes: &[u8], from: usize) -> Option<(usize, Seq)> {
     let start = from.div_ceil(8) * 8;
     (start..bytes.len()).step_by(8).find_map(|offset| match decode(&bytes[offset..]) {
         Decoded::Valid(record, _) => Some((offset, record.seq)),
         _ => None,
+    })
+}
+
+/// The evidence that damage at `bad` is corruption rather than a torn tail:
+/// - a whole, checksummed record at `bad` itself (a record out of place is never a
+///   torn write);
+/// - any valid record past the damaged record's claimed extent;
+/// - inside that extent, a valid record that the next record chains from. A lone
+///   record-shaped run of bytes there proves nothing: a torn record's payload may
+///   carry bytes that look like a record.
+pub fn record_beyond_damage(bytes: &[u8], bad: usize) -> Option<(usize, Seq)> {
+    let rest = &bytes[bad.min(bytes.len())..];
+    if let Decoded::Valid(record, _) = decode(rest) {
+        return Some((bad, record.seq));
+    }
+    let claimed = rest
+        .get(0..4)
+        .map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
+        .filter(|&len| len <= crate::record::PAYLOAD_BYTES_MAX)
+        .map(crate::record::encoded_len)
+        .filter(|&extent| bad + extent <= bytes.len());
+    let extent_end = bad + claimed.unwrap_or(8).max(8);
+    if let Some(found) = valid_record_after(bytes, extent_end) {
+        return Some(found);
+    }
+    (bad.div_ceil(8) * 8 + 8..extent_end).step_by(8).find_map(|offset| {
+        let Decoded::Valid(record, len) = decode(&bytes[offset..]) else { return None };
+        match decode(&bytes[(offset + len).min(bytes.len())..]) {
+            Decoded::Valid(next, _) if next.seq.get() == record.seq.get() + 1 && next.prev_crc == record.crc => {
+                Some((offset, record.seq))
+            }
+            _ => None,
+        }
     })
 }

@@ -166,6 +166,9 @@ impl JournalWriter {
 
     /// Ends a batch: makes it durable if the mode says so now.
     pub fn commit(&mut self) -> Result<Committed, JournalError> {
+        if let Some(reason) = &self.failed {
+            return Err(JournalError::Poisoned(reason.clone()));
+        }
         let due = match self.config.durability {
             Durability::Sync => true,
             Durability::Batch { interval } => self.last_sync_at.elapsed() >= interval,
@@ -214,6 +217,14 @@ impl JournalWriter {
             self.sync()?;
         }
         let name = segment_name(self.chain.next_seq);
+        if self.segment.as_ref().is_some_and(|(current, _)| *current == name) {
+            // The current segment holds no record (a repair cut it back to its header)
+            // and is too short for this one: start it again at full size.
+            self.segment = None;
+            if let Err(source) = self.storage.remove(&name) {
+                return Err(self.fail(JournalError::io("removing", &name, source)));
+            }
+        }
         let header = SegmentHeader { first_seq: self.chain.next_seq, prev_crc: self.chain.prev_crc };
         let created = self.storage.create(&name, self.config.segment_bytes).and_then(|mut file| {
             file.write(0, &header.encode())?;
