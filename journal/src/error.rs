@@ -15,7 +15,7 @@ pub enum JournalError {
         source: io::Error,
     },
     /// A bad record with valid ones after it: the files are left untouched.
-    #[error("journal corrupt: {file} at offset {offset}, where sequence {} was expected: {reason}; this is damage, not a torn tail (files left untouched)", seq.get())]
+    #[error("journal corrupt: {file} at offset {offset}, where sequence {} was expected: {reason}; this is damage, not a torn tail: refusing to open (files left untouched)", seq.get())]
     Corrupt { file: String, offset: u64, seq: Seq, reason: &'static str },
     #[error("record payload of {len} bytes is above the maximum of {max}")]
     PayloadTooLarge { len: usize, max: usize },
