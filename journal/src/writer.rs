@@ -112,7 +112,7 @@ impl JournalWriter {
         };
         if let Some(last) = report.segments.last() {
             let file =
-                writer.storage.open(&last.name).map_err(|source| JournalError::io("opening", &last.name, source))?;
+                writer.storage.open(&last.name).map_err(|source| JournalError::io("opening", &writer.storage.describe(&last.name), source))?;
             writer.offset = SEGMENT_HEADER_BYTES + last.bytes_used as usize;
             writer.synced_offset = writer.offset;
             writer.segment = Some((last.name.clone(), file));
@@ -153,7 +153,7 @@ impl JournalWriter {
         let crc = encode(&mut self.scratch, seq, timestamp, kind, self.chain.prev_crc, payload);
         let (name, file) = self.segment.as_mut().expect("a segment after roll");
         if let Err(source) = file.write(self.offset as u64, &self.scratch) {
-            let error = JournalError::io("writing", name, source);
+            let error = JournalError::io("writing", &self.storage.describe(name), source);
             return Err(self.fail(error));
         }
         self.offset += len;
@@ -190,7 +190,7 @@ impl JournalWriter {
             let (name, file) = self.segment.as_mut().expect("written bytes live in a segment");
             let range = (self.synced_offset as u64, (self.offset - self.synced_offset) as u64);
             if let Err(source) = file.sync(range.0, range.1) {
-                let error = JournalError::io("syncing", name, source);
+                let error = JournalError::io("syncing", &self.storage.describe(name), source);
                 return Err(self.fail(error));
             }
             self.stats.last_sync = started.elapsed();
@@ -222,7 +222,7 @@ impl JournalWriter {
             // and is too short for this one: start it again at full size.
             self.segment = None;
             if let Err(source) = self.storage.remove(&name) {
-                return Err(self.fail(JournalError::io("removing", &name, source)));
+                return Err(self.fail(JournalError::io("removing", &self.storage.describe(&name), source)));
             }
         }
         let header = SegmentHeader { first_seq: self.chain.next_seq, prev_crc: self.chain.prev_crc };
@@ -233,7 +233,7 @@ impl JournalWriter {
         });
         let file = match created {
             Ok(file) => file,
-            Err(source) => return Err(self.fail(JournalError::io("creating", &name, source))),
+            Err(source) => return Err(self.fail(JournalError::io("creating", &self.storage.describe(&name), source))),
         };
         if let Err(source) = self.storage.sync_dir() {
             return Err(self.fail(JournalError::io("syncing", "the journal directory", source)));

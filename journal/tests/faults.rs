@@ -571,7 +571,7 @@ fn failures_during_a_roll_name_the_segment_and_recover() {
         journal.mem.set_faults(faults);
         let error = journal.try_append(filled_payload(1000, PAYLOAD_BYTES_FULL)).expect_err("the roll fails");
         let text = error.to_string();
-        assert!(text.starts_with(&format!("journal I/O error {action} {file}: injected")), "{text}");
+        assert!(text.starts_with(&format!("journal I/O error {action} mem:{file}: injected")), "{text}");
         assert_poisoned(&mut journal.writer, &text);
         journal.mem.set_faults(Faults::default());
         let context = format!("{action} {file}");
