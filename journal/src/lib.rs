@@ -27,6 +27,6 @@ pub use error::JournalError;
 pub use faults::{Faults, MemStorage};
 pub use journal::{OpenReport, SegmentInfo, Truncation, open_and_check};
 pub use mmap::FileStorage;
-pub use reader::read_from;
+pub use reader::{read_from, read_range};
 pub use storage::{Storage, StorageFile};
 pub use writer::{Committed, Durability, JournalConfig, JournalWriter, WriterStats};

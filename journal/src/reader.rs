@@ -13,17 +13,29 @@ use crate::storage::Storage;
 
 /// Calls `visit` with every record whose sequence number is at least `from`, in
 /// order, stopping at the first error `visit` returns. Returns the last sequence
-/// number read, if any.
+/// number read, if any. Damage anywhere is an error.
 pub fn read_from<E: From<JournalError>>(
     storage: &Arc<dyn Storage>,
     from: Seq,
+    visit: impl FnMut(&Record<'_>) -> Result<(), E>,
+) -> Result<Option<Seq>, E> {
+    read_range(storage, from, None, visit)
+}
+
+/// As `read_from`, but only up to `last` (inclusive): what lies after it, such as a
+/// torn tail that a read-only open reported but did not cut, is not read.
+pub fn read_range<E: From<JournalError>>(
+    storage: &Arc<dyn Storage>,
+    from: Seq,
+    last: Option<Seq>,
     mut visit: impl FnMut(&Record<'_>) -> Result<(), E>,
 ) -> Result<Option<Seq>, E> {
+    let past_last = |next: Seq| last.is_some_and(|last| next > last);
     let segments = list_segments(storage.as_ref())?;
     // Start at the last segment whose first record is not after `from`.
     let start = segments.iter().rposition(|(first, _)| *first <= from).unwrap_or(0);
     let mut chain: Option<Chain> = None;
-    let mut last = None;
+    let mut read = None;
     for (first_seq, name) in &segments[start..] {
         let describe = storage.describe(name);
         let file = storage.open(name).map_err(|source| JournalError::io("opening", &describe, source))?;
@@ -44,8 +56,8 @@ pub fn read_from<E: From<JournalError>>(
         };
         let mut failure = None;
         let end = scan(bytes, &mut segment_chain, |record, _| {
-            if failure.is_none() && record.seq >= from {
-                last = Some(record.seq);
+            if failure.is_none() && record.seq >= from && !past_last(record.seq) {
+                read = Some(record.seq);
                 if let Err(error) = visit(record) {
                     failure = Some(error);
                 }
@@ -53,6 +65,9 @@ pub fn read_from<E: From<JournalError>>(
         });
         if let Some(error) = failure {
             return Err(error);
+        }
+        if past_last(segment_chain.next_seq) {
+            return Ok(read);
         }
         if let ScanEnd::Bad { offset, reason } = end {
             return Err(JournalError::Corrupt {
@@ -65,5 +80,5 @@ pub fn read_from<E: From<JournalError>>(
         }
         chain = Some(segment_chain);
     }
-    Ok(last)
+    Ok(read)
 }

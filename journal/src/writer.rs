@@ -111,8 +111,10 @@ impl JournalWriter {
             failed: None,
         };
         if let Some(last) = report.segments.last() {
-            let file =
-                writer.storage.open(&last.name).map_err(|source| JournalError::io("opening", &writer.storage.describe(&last.name), source))?;
+            let file = writer
+                .storage
+                .open(&last.name)
+                .map_err(|source| JournalError::io("opening", &writer.storage.describe(&last.name), source))?;
             writer.offset = SEGMENT_HEADER_BYTES + last.bytes_used as usize;
             writer.synced_offset = writer.offset;
             writer.segment = Some((last.name.clone(), file));

@@ -12,7 +12,7 @@ use bourse_core::ids::Seq;
 use bourse_core::{Capacity, Engine, StateHash};
 use bourse_journal::codec::{Checkpoint, decode_command};
 use bourse_journal::record::KIND_CHECKPOINT;
-use bourse_journal::{JournalError, OpenReport, Storage, open_and_check, read_from};
+use bourse_journal::{JournalError, OpenReport, Storage, open_and_check, read_range};
 use thiserror::Error;
 
 use crate::snapshot::{SnapshotError, load_newest};
@@ -82,11 +82,16 @@ pub fn recover(
             journal_first: first.get(),
         });
     }
-    let checkpoints = checkpoints_from(&stores.journal, start)?;
+    // Up to the last valid record: a read-only recovery leaves a torn tail in place.
+    let Some(last) = journal.last_seq.filter(|&last| last >= start) else {
+        return Ok(Recovered { engine, snapshot, snapshot_failures, journal, replayed: 0, checkpoints_verified: 0 });
+    };
+    let last = Some(last);
+    let checkpoints = checkpoints_from(&stores.journal, start, last)?;
     let mut replayed = 0;
     let mut checkpoints_verified = 0;
     let mut events = Vec::with_capacity(64);
-    read_from::<RecoveryError>(&stores.journal, start, |record| {
+    read_range::<RecoveryError>(&stores.journal, start, last, |record| {
         if record.kind == KIND_CHECKPOINT {
             return Ok(());
         }
@@ -109,9 +114,13 @@ pub fn recover(
 
 /// Every checkpoint in the journal from `start` on: the state hash after each
 /// `applied` sequence number.
-pub fn checkpoints_from(journal: &Arc<dyn Storage>, start: Seq) -> Result<BTreeMap<Seq, StateHash>, RecoveryError> {
+pub fn checkpoints_from(
+    journal: &Arc<dyn Storage>,
+    start: Seq,
+    last: Option<Seq>,
+) -> Result<BTreeMap<Seq, StateHash>, RecoveryError> {
     let mut checkpoints = BTreeMap::new();
-    read_from::<RecoveryError>(journal, start, |record| {
+    read_range::<RecoveryError>(journal, start, last, |record| {
         if record.kind == KIND_CHECKPOINT {
             let checkpoint = Checkpoint::decode(record.seq, record.kind, record.payload)?;
             if checkpoint.applied >= start {
