@@ -1017,7 +1017,8 @@ fn funded_op_strategy() -> impl Strategy<Value = FundedOp> {
     ]
 }
 
-/// What the events say about one accepted order.
+/// What the events say about one accepted order. Its fee rates are those of its
+/// account's KYC tier when it was accepted, and stay with it (amends included).
 #[derive(Clone, Copy, Debug)]
 struct ShadowOrder {
     account: u32,
