@@ -92,6 +92,17 @@ impl std::fmt::Debug for JournalWriter {
 impl JournalWriter {
     /// Continues the journal `report` describes (from `open_and_check` with repair).
     pub fn new(storage: Arc<dyn Storage>, config: JournalConfig, report: &OpenReport) -> Result<Self, JournalError> {
+        Self::resuming(storage, config, report, None)
+    }
+
+    /// As `new`, for an engine that has applied everything up to `applied` (restored
+    /// from a snapshot): an empty journal starts right after it.
+    pub fn resuming(
+        storage: Arc<dyn Storage>,
+        config: JournalConfig,
+        report: &OpenReport,
+        applied: Option<Seq>,
+    ) -> Result<Self, JournalError> {
         assert!(
             config.segment_bytes as usize >= SEGMENT_HEADER_BYTES + encoded_len(PAYLOAD_BYTES_MAX),
             "segment too small"
@@ -102,7 +113,10 @@ impl JournalWriter {
             segment: None,
             offset: 0,
             synced_offset: 0,
-            chain: report.chain,
+            chain: match (report.last_seq, applied) {
+                (None, Some(applied)) if report.segments.is_empty() => Chain { next_seq: Seq::new(applied.get() + 1), prev_crc: 0 },
+                _ => report.chain,
+            },
             written: report.last_seq,
             durable: report.last_seq,
             last_sync_at: Instant::now(),

@@ -38,6 +38,8 @@ pub enum RecoveryError {
     Snapshot(#[from] SnapshotError),
     #[error("the journal starts at sequence {journal_first} but the newest valid snapshot is at {}: commands {} ..= {} are missing", snapshot.map_or(0, Seq::get), snapshot.map_or(1, |seq| seq.get() + 1), journal_first - 1)]
     Gap { snapshot: Option<Seq>, journal_first: u64 },
+    #[error("the newest valid snapshot is at sequence {} but the journal ends at {}: the journal lost commands the snapshot holds (a power cut before the journal was synced?); refusing to start — move journal/ aside to start a fresh journal from the snapshot", snapshot.get(), journal_last.get())]
+    SnapshotAhead { snapshot: Seq, journal_last: Seq },
     #[error("replay diverged: after sequence {} the state hash is {actual}, but the checkpoint recorded {expected}", applied.get())]
     Diverged { applied: Seq, expected: StateHash, actual: StateHash },
 }
@@ -81,6 +83,11 @@ pub fn recover(
             snapshot: snapshot.as_ref().map(|(_, seq)| *seq),
             journal_first: first.get(),
         });
+    }
+    if let (Some((_, snapshot_seq)), Some(journal_last)) = (&snapshot, journal.last_seq)
+        && *snapshot_seq > journal_last
+    {
+        return Err(RecoveryError::SnapshotAhead { snapshot: *snapshot_seq, journal_last });
     }
     // Up to the last valid record: a read-only recovery leaves a torn tail in place.
     let Some(last) = journal.last_seq.filter(|&last| last >= start) else {

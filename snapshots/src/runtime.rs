@@ -39,6 +39,10 @@ use crate::snapshot::write_snapshot;
 pub type Token = u64;
 pub const TOKEN_INTERNAL: Token = 0;
 
+/// How long the snapshot writer waits for the journal to become durable up to the
+/// snapshot's sequence before it gives that snapshot up.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Copy, Debug)]
 pub struct RuntimeConfig {
     pub journal: JournalConfig,
@@ -104,6 +108,9 @@ pub struct RuntimeStats {
     pub last_durable_seq: AtomicU64,
     pub queue_depth: AtomicU64,
     pub snapshots: AtomicU64,
+    /// Snapshots given up: the writer was still busy, or the journal could not be made
+    /// durable up to them in time.
+    pub snapshots_skipped: AtomicU64,
     pub last_snapshot_seq: AtomicU64,
     /// Unix time (ns) of the last snapshot written.
     pub last_snapshot_at_ns: AtomicU64,
@@ -124,6 +131,9 @@ pub enum SubmitError {
 enum ToSequencer {
     Submit(Command, Token),
     Checkpoint(Checkpoint),
+    /// Make the journal durable now and say so: a snapshot is never written ahead of
+    /// the journal it continues from.
+    Sync(Sender<()>),
     Shutdown,
 }
 
@@ -166,6 +176,7 @@ impl std::fmt::Debug for ToSequencer {
         f.write_str(match self {
             ToSequencer::Submit(..) => "Submit",
             ToSequencer::Checkpoint(_) => "Checkpoint",
+            ToSequencer::Sync(_) => "Sync",
             ToSequencer::Shutdown => "Shutdown",
         })
     }
@@ -207,7 +218,11 @@ impl Runtime {
         journal: &OpenReport,
         output: Sender<AppliedBatch>,
     ) -> Result<Runtime, JournalError> {
-        let writer = JournalWriter::new(stores.journal.clone(), config.journal, journal)?;
+        let writer = JournalWriter::resuming(stores.journal.clone(), config.journal, journal, engine.last_seq())?;
+        assert!(
+            engine.last_seq().is_none_or(|applied| writer.next_seq() > applied),
+            "the journal continues after what the engine has applied (recovery refuses a snapshot ahead of it)"
+        );
         let stats = Arc::new(RuntimeStats::default());
         let (to_sequencer, from_submitters) = bounded(config.queue_capacity);
         let (to_engine, from_sequencer) = bounded(64);
@@ -284,6 +299,7 @@ impl Sequencer {
                 Err(RecvTimeoutError::Disconnected) => ToSequencer::Shutdown,
             };
             let mut batch = Vec::with_capacity(self.config.batch_max.min(from_submitters.len() + 1));
+            let mut sync_replies = Vec::new();
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
@@ -297,6 +313,7 @@ impl Sequencer {
                             return;
                         }
                     }
+                    ToSequencer::Sync(reply) => sync_replies.push(reply),
                     ToSequencer::Shutdown => shutting_down = true,
                 }
                 // On shutdown, drain everything still queued.
@@ -307,9 +324,23 @@ impl Sequencer {
             if !self.commit(batch) {
                 return;
             }
+            if !sync_replies.is_empty() {
+                match self.writer.sync() {
+                    Ok(committed) => {
+                        self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed);
+                        sync_replies.into_iter().for_each(|reply| drop(reply.send(())));
+                    }
+                    Err(failure) => {
+                        error!("journal sync failed, the runtime stops: {failure}");
+                        let _ = self.to_engine.send(ToEngine::Stop);
+                        return;
+                    }
+                }
+            }
         }
-        if let Err(error) = self.writer.sync() {
-            error!("journal: final sync failed: {error}");
+        match self.writer.sync() {
+            Ok(committed) => self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed),
+            Err(error) => error!("journal: final sync failed: {error}"),
         }
         let _ = self.to_engine.send(ToEngine::Stop);
     }
@@ -400,20 +431,20 @@ impl EngineLoop {
             if since_snapshot >= self.config.snapshot_every_commands
                 || last_snapshot.elapsed() >= self.config.snapshot_every
             {
-                self.snapshot();
+                self.snapshot(false);
                 since_snapshot = 0;
                 last_snapshot = Instant::now();
             }
         }
         // Stopping: a final snapshot of everything applied, then let the writer finish.
         if since_snapshot > 0 {
-            self.snapshot();
+            self.snapshot(true);
         }
         let _ = self.to_writer.send(None);
     }
 
     /// Captures the state (the engine's only pause) and hands it to the writer.
-    fn snapshot(&mut self) {
+    fn snapshot(&mut self, last: bool) {
         let Some(seq) = self.engine.last_seq() else { return };
         let started = Instant::now();
         let state = self.engine.export_state();
@@ -421,7 +452,14 @@ impl EngineLoop {
         let pause = started.elapsed().as_nanos() as u64;
         self.stats.snapshot_pause_ns_last.store(pause, Ordering::Relaxed);
         self.stats.snapshot_pause_ns_max.fetch_max(pause, Ordering::Relaxed);
-        let _ = self.to_writer.send(Some(Snapshot { seq, hash, state }));
+        let snapshot = Some(Snapshot { seq, hash, state });
+        if last {
+            let _ = self.to_writer.send(snapshot);
+        } else if self.to_writer.try_send(snapshot).is_err() {
+            // The engine never waits for the disk: a busy writer means this one is skipped.
+            self.stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+            log::warn!("snapshot at sequence {} skipped: the previous one is still being written", seq.get());
+        }
     }
 }
 
@@ -433,6 +471,24 @@ fn write_snapshots(
     stats: &RuntimeStats,
 ) {
     while let Ok(Some(snapshot)) = from_engine.recv() {
+        // The journal first: a snapshot ahead of a journal that a power cut shortened
+        // would leave sequence numbers the journal can no longer continue.
+        // Never block on the sequencer (it may be waiting on the engine): ask, wait a
+        // bounded time, and skip this snapshot if the journal did not get there.
+        let (reply, synced) = bounded(1);
+        let asked = checkpoints.try_send(ToSequencer::Sync(reply)).is_ok();
+        let deadline = Instant::now() + SYNC_WAIT;
+        while asked && stats.last_durable_seq.load(Ordering::Relaxed) < snapshot.seq.get() && Instant::now() < deadline {
+            match synced.recv_timeout(Duration::from_millis(10)) {
+                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        if stats.last_durable_seq.load(Ordering::Relaxed) < snapshot.seq.get() {
+            error!("snapshot at sequence {} skipped: the journal is not durable that far", snapshot.seq.get());
+            stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         match write_snapshot(storage, snapshot.seq, snapshot.hash, &snapshot.state, keep) {
             Ok(written) => {
                 info!("snapshot {} written at sequence {} ({} bytes)", written.name, snapshot.seq.get(), written.bytes);
