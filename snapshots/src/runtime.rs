@@ -328,7 +328,9 @@ impl Sequencer {
                 match self.writer.sync() {
                     Ok(committed) => {
                         self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed);
-                        sync_replies.into_iter().for_each(|reply| drop(reply.send(())));
+                        for reply in sync_replies {
+                            let _ = reply.send(());
+                        }
                     }
                     Err(failure) => {
                         error!("journal sync failed, the runtime stops: {failure}");
