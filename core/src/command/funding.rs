@@ -47,12 +47,7 @@ fn funding_fingerprint(
     reference: &Reference,
 ) -> u64 {
     let mut fingerprint = Fingerprint::new(kind);
-    fingerprint
-        .u32(account.get())
-        .u32(u32::from(asset.get()))
-        .u64(amount.minor_units())
-        .push(&[reference.as_bytes().len() as u8])
-        .push(reference.as_bytes());
+    fingerprint.u32(account.get()).u32(u32::from(asset.get())).u64(amount.minor_units()).bytes(reference.as_bytes());
     fingerprint.finish()
 }
 

@@ -114,49 +114,61 @@ pub(crate) trait Keyed {
     fn fingerprint(&self) -> u64;
 }
 
-/// Builds a content fingerprint from fixed-width fields, on the stack. Content past
-/// the buffer is chained (the full buffer's hash seeds the next), so every byte counts
-/// however long the command.
+/// Builds a content fingerprint from fixed-width fields, one 64-bit word each, on the
+/// stack (no byte shuffling: fields go straight into words). Past eight words the full
+/// block's hash seeds the next, so every field counts however long the command.
 pub(crate) struct Fingerprint {
-    bytes: [u8; Self::CAPACITY],
+    words: [u64; Self::WORDS],
     len: usize,
     seed: u64,
 }
 
 impl Fingerprint {
-    // Every fixed-size command fits in one piece; a split payment chains a few. Small,
-    // because the buffer is zeroed for every keyed command.
-    const CAPACITY: usize = 64;
+    const WORDS: usize = 8;
 
     pub(crate) fn new(kind: CommandKind) -> Self {
-        let mut fingerprint = Self { bytes: [0; Self::CAPACITY], len: 0, seed: 0 };
-        fingerprint.push(&[kind as u8]);
+        let mut fingerprint = Self { words: [0; Self::WORDS], len: 0, seed: 0 };
+        fingerprint.u64(kind as u64);
         fingerprint
     }
 
     #[inline]
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> &mut Self {
-        assert!(bytes.len() <= Self::CAPACITY, "one field fits the buffer");
-        if self.len + bytes.len() > Self::CAPACITY {
-            self.seed = xxh3_64_with_seed(&self.bytes[..self.len], self.seed);
+    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
+        if self.len == Self::WORDS {
+            self.seed = self.block_hash();
             self.len = 0;
         }
-        let end = self.len + bytes.len();
-        self.bytes[self.len..end].copy_from_slice(bytes);
-        self.len = end;
+        self.words[self.len] = value;
+        self.len += 1;
         self
     }
 
-    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
-        self.push(&value.to_le_bytes())
+    #[inline]
+    pub(crate) fn u32(&mut self, value: u32) -> &mut Self {
+        self.u64(u64::from(value))
     }
 
-    pub(crate) fn u32(&mut self, value: u32) -> &mut Self {
-        self.push(&value.to_le_bytes())
+    /// Variable-length bytes: their length, then eight bytes per word.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.u64(bytes.len() as u64);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.u64(u64::from_le_bytes(word));
+        }
+        self
+    }
+
+    fn block_hash(&self) -> u64 {
+        let mut block = [0_u8; Self::WORDS * 8];
+        for (index, word) in self.words.iter().enumerate() {
+            block[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        xxh3_64_with_seed(&block[..self.len * 8], self.seed)
     }
 
     pub(crate) fn finish(&self) -> u64 {
-        xxh3_64_with_seed(&self.bytes[..self.len], self.seed)
+        self.block_hash()
     }
 }
 

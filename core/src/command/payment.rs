@@ -190,7 +190,7 @@ keyed!(Capture, |command, fingerprint| {
         .u64(command.payment.get())
         .u32(u32::from(command.asset.get()))
         .u64(command.amount.minor_units())
-        .push(&[u8::from(command.last)]);
+        .u64(u64::from(command.last));
 });
 keyed!(Void, |command, fingerprint| {
     fingerprint.u64(command.payment.get());
