@@ -29,4 +29,4 @@ pub mod money;
 pub mod reconcile;
 pub mod state;
 
-pub use engine::{Capacity, Engine, StateHash};
+pub use engine::{Capacity, Depth, Engine, StateHash};

@@ -127,3 +127,24 @@ fn a_state_with_broken_references_is_refused_with_a_reason() {
     state.balances[0].asset = 7;
     assert!(Engine::from_state(&state, Capacity::default()).unwrap_err().to_string().contains("asset"));
 }
+
+#[test]
+fn depth_on_request_matches_the_book_and_its_sequence() {
+    let config = Config::from_toml_str(CONFIG).unwrap();
+    let mut engine = Engine::new(&config);
+    for (index, command) in commands().iter().enumerate() {
+        apply(&mut engine, index as u64 + 1, command);
+    }
+    let market = MarketId::new(0);
+    let depth = engine.depth(market, 3).unwrap();
+    let book = engine.market(market).unwrap().book();
+    assert_eq!(depth.market_seq, engine.market(market).unwrap().market_seq());
+    assert!(depth.bids.len() <= 3 && depth.asks.len() <= 3);
+    let expected: Vec<_> = book.side(Side::Buy).levels().take(3).map(|l| (l.price(), l.total(), l.count())).collect();
+    assert_eq!(depth.bids, expected);
+    let (bid, ask) = depth.best();
+    assert_eq!(bid, book.best_bid().map(|level| level.price()));
+    assert_eq!(ask, book.best_ask().map(|level| level.price()));
+    assert!(bid.zip(ask).is_none_or(|(bid, ask)| bid < ask));
+    assert!(engine.depth(MarketId::new(9), 3).is_none());
+}

@@ -41,6 +41,21 @@ use payments::{PaymentBook, PaymentState};
 /// exactly as it found it.
 type Handled = Result<Option<PaymentId>, RejectReason>;
 
+/// A depth snapshot of one market: `(price, total lots, orders)` per level, best first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    pub market_seq: u64,
+    pub bids: Vec<(Price, crate::book::Qty, u32)>,
+    pub asks: Vec<(Price, crate::book::Qty, u32)>,
+}
+
+impl Depth {
+    /// Best bid and best offer.
+    pub fn best(&self) -> (Option<Price>, Option<Price>) {
+        (self.bids.first().map(|level| level.0), self.asks.first().map(|level| level.0))
+    }
+}
+
 /// Sizes to reserve up front, so that the hot path does not grow tables.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Capacity {
@@ -238,6 +253,24 @@ impl Engine {
 
     pub fn market(&self, market: MarketId) -> Option<&Market> {
         self.markets.get(market.index())
+    }
+
+    /// Market data on request: the top `levels` price levels of each side (at most
+    /// `limits::DEPTH_LEVELS_MAX`), best first, with the market-data sequence number
+    /// they are current at, so a client can apply the `BookChanged` updates that follow.
+    pub fn depth(&self, market: MarketId, levels: usize) -> Option<Depth> {
+        let market = self.markets.get(market.index())?;
+        let levels = levels.min(crate::limits::DEPTH_LEVELS_MAX);
+        let side = |side: Side| {
+            market
+                .book
+                .side(side)
+                .levels()
+                .take(levels)
+                .map(|level| (level.price(), level.total(), level.count()))
+                .collect()
+        };
+        Some(Depth { market_seq: market.market_seq(), bids: side(Side::Buy), asks: side(Side::Sell) })
     }
 
     pub fn markets(&self) -> &[Market] {
