@@ -143,8 +143,8 @@ fn depth_on_request_matches_the_book_and_its_sequence() {
     let expected: Vec<_> = book.side(Side::Buy).levels().take(3).map(|l| (l.price(), l.total(), l.count())).collect();
     assert_eq!(depth.bids, expected);
     let (bid, ask) = depth.best();
-    assert_eq!(bid, book.best_bid().map(|level| level.price()));
-    assert_eq!(ask, book.best_ask().map(|level| level.price()));
+    assert_eq!(bid, book.best_bid().map(bourse_core::book::Level::price));
+    assert_eq!(ask, book.best_ask().map(bourse_core::book::Level::price));
     assert!(bid.zip(ask).is_none_or(|(bid, ask)| bid < ask));
     assert!(engine.depth(MarketId::new(9), 3).is_none());
 }
