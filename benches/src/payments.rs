@@ -100,6 +100,10 @@ pub(crate) struct Args {
     /// Throughput runs; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// How many commands ahead to call `Engine::prefetch` (0: never). Each throughput
+    /// run is paired with one without prefetching, interleaved, and both are reported.
+    #[arg(long, default_value_t = 8)]
+    prefetch_distance: usize,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
@@ -118,7 +122,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             seed: args.seed,
         };
         check_shape(&shape)?;
-        results.push(measure(&config, shape, args.runs, &clock)?);
+        results.push(measure(&config, shape, args.runs, args.prefetch_distance, &clock)?);
     }
     Ok(Report { suite: "payments".to_owned(), machine: Machine::detect().to_string(), results, notes: notes(&clock) })
 }
@@ -148,7 +152,13 @@ fn capacity(shape: &Shape) -> Capacity {
 }
 
 /// Every pass for one shape, checked, as one result.
-fn measure(config: &Config, shape: Shape, runs: u32, clock: &ClockOverhead) -> anyhow::Result<BenchResult> {
+fn measure(
+    config: &Config,
+    shape: Shape,
+    runs: u32,
+    prefetch_distance: usize,
+    clock: &ClockOverhead,
+) -> anyhow::Result<BenchResult> {
     let accounts = shape.accounts;
     eprintln!("[payments] {accounts} accounts: generating {} commands", shape.commands);
     let started = Instant::now();
@@ -156,19 +166,32 @@ fn measure(config: &Config, shape: Shape, runs: u32, clock: &ClockOverhead) -> a
     eprintln!("[payments] {accounts} accounts: generated in {:.2?}; measuring memory", started.elapsed());
     let footprint = memory::measure(config, accounts);
     let mut throughput = Vec::new();
+    let mut without_prefetch = Vec::new();
     for run in 0..runs {
-        let measured = run_throughput(config, &workload, run == 0)?;
+        // Interleaved, so that noise on this shared machine hits both alike.
+        let plain = run_throughput(config, &workload, false, 0)?;
+        let measured = run_throughput(config, &workload, run == 0, prefetch_distance)?;
         eprintln!(
-            "[payments] {accounts} accounts: throughput run {}/{runs}: {:.0} ops/s",
+            "[payments] {accounts} accounts: throughput run {}/{runs}: {:.0} ops/s (without prefetch {:.0})",
             run + 1,
-            ops_per_sec(shape.commands, measured.elapsed)
+            ops_per_sec(shape.commands, measured.elapsed),
+            ops_per_sec(shape.commands, plain.elapsed),
         );
         throughput.push(measured);
+        without_prefetch.push(plain);
     }
-    let latency = run_latency(config, &workload)?;
+    let latency = run_latency(config, &workload, prefetch_distance)?;
     eprintln!("[payments] {accounts} accounts: latency pass done");
     verify(&workload, &throughput, &latency)?;
-    Ok(result(&workload, &throughput, &latency, &footprint, clock))
+    verify(&workload, &without_prefetch, &latency)?;
+    let mut result = result(&workload, &throughput, &latency, &footprint, clock);
+    let mut plain: Vec<f64> = without_prefetch.iter().map(|run| ops_per_sec(shape.commands, run.elapsed)).collect();
+    plain.sort_by(f64::total_cmp);
+    let plain_median = plain[plain.len() / 2];
+    result.extra("prefetch_distance", Extra::Count(prefetch_distance as u64));
+    result.extra("ops_per_sec_without_prefetch", Extra::Count(plain_median as u64));
+    result.extra("prefetch_speedup", Extra::Ratio(result.ops_per_sec / plain_median));
+    Ok(result)
 }
 
 /// An engine sized for `workload`, with its setup applied.
@@ -192,12 +215,18 @@ struct ThroughputRun {
     state_hash: StateHash,
 }
 
-fn run_throughput(config: &Config, workload: &Workload, check: bool) -> anyhow::Result<ThroughputRun> {
+fn run_throughput(config: &Config, workload: &Workload, check: bool, prefetch: usize) -> anyhow::Result<ThroughputRun> {
     let mut engine = prepared_engine(config, workload)?;
     let mut events: Vec<Event> = Vec::with_capacity(EVENTS_CAPACITY);
     let allocations_before = AllocSnapshot::now();
     let started = Instant::now();
-    for command in &workload.commands {
+    let commands = &workload.commands;
+    for (index, command) in commands.iter().enumerate() {
+        if prefetch > 0
+            && let Some(ahead) = commands.get(index + prefetch)
+        {
+            engine.prefetch(ahead);
+        }
         events.clear();
         engine.apply(command, &mut events);
     }
@@ -219,15 +248,21 @@ struct LatencyRun {
     state_hash: StateHash,
 }
 
-fn run_latency(config: &Config, workload: &Workload) -> anyhow::Result<LatencyRun> {
+fn run_latency(config: &Config, workload: &Workload, prefetch: usize) -> anyhow::Result<LatencyRun> {
     let mut engine = prepared_engine(config, workload)?;
     let mut events: Vec<Event> = Vec::with_capacity(EVENTS_CAPACITY);
     let mut histogram = latency_histogram();
     let mut tally = Tally::default();
     let started = Instant::now();
-    for command in &workload.commands {
+    let commands = &workload.commands;
+    for (index, command) in commands.iter().enumerate() {
         events.clear();
         let start = Instant::now();
+        if prefetch > 0
+            && let Some(ahead) = commands.get(index + prefetch)
+        {
+            engine.prefetch(ahead);
+        }
         engine.apply(command, &mut events);
         let elapsed = start.elapsed();
         histogram.saturating_record(elapsed.as_nanos() as u64);

@@ -13,6 +13,7 @@
 //! - `event`: what happened, rejections included, and their reasons.
 //! - `account`: the account actor's state (balances per asset, tier, freeze).
 //! - `reconcile`: per-asset running totals and the full reconciliation report.
+//! - `prefetch`: a cache-line prefetch hint (the core's only `unsafe`).
 //! - `engine`: the state machine that owns every actor and applies commands.
 
 pub mod account;
@@ -26,6 +27,7 @@ pub mod ids;
 pub mod limits;
 pub mod market;
 pub mod money;
+mod prefetch;
 pub mod reconcile;
 pub mod state;
 

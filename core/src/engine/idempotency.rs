@@ -8,10 +8,10 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
 
 use crate::event::Outcome;
 use crate::ids::{AccountId, IdempotencyKey, Timestamp};
+use super::keytable::{Key, KeyTable, Value};
 use crate::limits::{IDEMPOTENCY_ENTRIES_MAX, IDEMPOTENCY_RETENTION};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,35 +33,30 @@ pub(crate) enum Lookup {
 
 pub(crate) type Scope = (AccountId, IdempotencyKey);
 
-/// `Scope` as stored: 24 bytes at 8-byte alignment rather than 32 at 16, because the
-/// table is the engine's largest and most randomly accessed structure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Packed {
-    key: [u64; 2],
-    account: u32,
+/// `Scope` as stored in the key table.
+type Packed = Key;
+
+fn pack((account, key): Scope) -> Packed {
+    let key = key.get();
+    Key { key: [(key >> 64) as u64, key as u64], account: account.get() }
 }
 
-impl Packed {
-    fn new((account, key): Scope) -> Self {
-        let key = key.get();
-        Self { key: [(key >> 64) as u64, key as u64], account: account.get() }
-    }
-    fn scope(self) -> Scope {
-        let key = (u128::from(self.key[0]) << 64) | u128::from(self.key[1]);
-        (AccountId::new(self.account), IdempotencyKey::new(key))
-    }
+fn unpack(packed: Packed) -> Scope {
+    let key = (u128::from(packed.key[0]) << 64) | u128::from(packed.key[1]);
+    (AccountId::new(packed.account), IdempotencyKey::new(key))
 }
 
 /// `Entry` as stored: the outcome in one word (two bits of kind, the rest its value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stored {
-    fingerprint: u64,
-    outcome: u64,
-}
+type Stored = Value;
 
 const OUTCOME_SHIFT: u32 = 62;
 
-impl Stored {
+trait StoredEntry {
+    fn new(entry: Entry) -> Self;
+    fn entry(self) -> Entry;
+}
+
+impl StoredEntry for Stored {
     fn new(entry: Entry) -> Self {
         let (kind, value) = match entry.outcome {
             Outcome::Accepted { payment: None } => (0, 0),
@@ -84,7 +79,7 @@ impl Stored {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IdempotencyTable {
-    entries: FxHashMap<Packed, Stored>,
+    entries: KeyTable,
     /// Entries in the order they were made (so by time), for retention.
     order: VecDeque<(Timestamp, Packed)>,
 }
@@ -93,7 +88,7 @@ impl IdempotencyTable {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.min(IDEMPOTENCY_ENTRIES_MAX);
         Self {
-            entries: FxHashMap::with_capacity_and_hasher(capacity, rustc_hash::FxBuildHasher),
+            entries: KeyTable::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
         }
     }
@@ -102,18 +97,26 @@ impl IdempotencyTable {
     pub(crate) fn restore(entries: impl Iterator<Item = (Timestamp, Scope, Entry)>) -> Self {
         let mut table = Self::default();
         for (at, scope, entry) in entries {
-            table.entries.insert(Packed::new(scope), Stored::new(entry));
-            table.order.push_back((at, Packed::new(scope)));
+            // A repeated key is not inserted twice; the caller sees the count differ.
+            if !table.entries.contains(&pack(scope)) {
+                table.entries.insert(pack(scope), Stored::new(entry));
+            }
+            table.order.push_back((at, pack(scope)));
         }
         table
     }
 
     pub(crate) fn lookup(&self, scope: Scope, fingerprint: u64) -> Lookup {
-        match self.entries.get(&Packed::new(scope)) {
+        match self.entries.get(&pack(scope)).as_ref() {
             None => Lookup::New,
             Some(stored) if stored.fingerprint == fingerprint => Lookup::Replay(stored.entry().outcome),
             Some(_) => Lookup::Conflict,
         }
+    }
+
+    /// Starts loading where `scope` is or would be.
+    pub(crate) fn prefetch(&self, scope: Scope) {
+        self.entries.prefetch(&pack(scope));
     }
 
     pub(crate) fn has_room(&self) -> bool {
@@ -121,9 +124,8 @@ impl IdempotencyTable {
     }
 
     pub(crate) fn record(&mut self, now: Timestamp, scope: Scope, entry: Entry) {
-        let packed = Packed::new(scope);
-        let previous = self.entries.insert(packed, Stored::new(entry));
-        assert!(previous.is_none(), "an idempotency key is recorded once");
+        let packed = pack(scope);
+        self.entries.insert(packed, Stored::new(entry));
         self.order.push_back((now, packed));
     }
 
@@ -145,7 +147,7 @@ impl IdempotencyTable {
 
     /// Entries oldest first, with the time each was recorded.
     pub(crate) fn iter_in_order(&self) -> impl Iterator<Item = (Timestamp, Scope, Entry)> + '_ {
-        self.order.iter().map(|&(at, packed)| (at, packed.scope(), self.entries[&packed].entry()))
+        self.order.iter().map(|&(at, packed)| (at, unpack(packed), self.entries.get(&packed).expect("retention order and table agree").entry()))
     }
 
     pub(crate) fn check_invariants(&self) {
@@ -154,7 +156,7 @@ impl IdempotencyTable {
         let mut previous = Timestamp::default();
         for &(at, scope) in &self.order {
             assert!(at >= previous, "retention order is by time");
-            assert!(self.entries.contains_key(&scope));
+            assert!(self.entries.contains(&scope));
             previous = at;
         }
     }
