@@ -94,9 +94,17 @@ pub fn recover(
         return Ok(Recovered { engine, snapshot, snapshot_failures, journal, replayed: 0, checkpoints_verified: 0 });
     };
     let last = Some(last);
-    let checkpoints = checkpoints_from(&stores.journal, start, last)?;
+    let checkpoints = checkpoints_from(&stores.journal, Seq::new(start.get() - 1), last)?;
     let mut replayed = 0;
     let mut checkpoints_verified = 0;
+    // The snapshot itself, against the checkpoint journaled when it was taken.
+    if let Some(expected) = checkpoints.get(&Seq::new(start.get() - 1)) {
+        let actual = engine.state_hash();
+        if actual != *expected {
+            return Err(RecoveryError::Diverged { applied: Seq::new(start.get() - 1), expected: *expected, actual });
+        }
+        checkpoints_verified += 1;
+    }
     let mut events = Vec::with_capacity(64);
     read_range::<RecoveryError>(&stores.journal, start, last, |record| {
         if record.kind == KIND_CHECKPOINT {

@@ -47,6 +47,10 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// `Engine::prefetch`; `bourse-bench payments` measures the gain).
 const PREFETCH_DISTANCE: usize = 8;
 
+/// Checkpoints and sync requests waiting for the sequencer, at most (one snapshot in
+/// flight at a time makes two at once the most there ever are).
+const CONTROL_CAPACITY: usize = 16;
+
 #[derive(Clone, Copy, Debug)]
 pub struct RuntimeConfig {
     pub journal: JournalConfig,
@@ -229,15 +233,16 @@ impl Runtime {
         );
         let stats = Arc::new(RuntimeStats::default());
         let (to_sequencer, from_submitters) = bounded(config.queue_capacity);
+        let (to_control, control) = bounded(CONTROL_CAPACITY);
         let (to_engine, from_sequencer) = bounded(64);
         let (to_writer, from_engine) = bounded::<Option<Snapshot>>(2);
         let mut threads = Vec::new();
         let sequencer = Sequencer { writer, config, stats: stats.clone(), to_engine, last_timestamp: engine.now() };
-        threads.push(spawn("bourse-sequencer", move || sequencer.run(&from_submitters)));
+        threads.push(spawn("bourse-sequencer", move || sequencer.run(&from_submitters, &control)));
         let engine_loop = EngineLoop { engine, config, stats: stats.clone(), output, to_writer };
         threads.push(spawn("bourse-engine", move || engine_loop.run(&from_sequencer)));
         let snapshots = stores.snapshots.clone();
-        let (checkpoints, writer_stats) = (to_sequencer.clone(), stats.clone());
+        let (checkpoints, writer_stats) = (to_control, stats.clone());
         threads.push(spawn("bourse-snapshots", move || {
             write_snapshots(&snapshots, config.snapshots_kept, &from_engine, &checkpoints, &writer_stats);
         }));
@@ -293,14 +298,17 @@ struct Sequencer {
 }
 
 impl Sequencer {
-    fn run(mut self, from_submitters: &Receiver<ToSequencer>) {
+    /// `control` carries the snapshot writer's checkpoints and sync requests on a queue
+    /// of their own, read first, so that a queue full of client commands never delays
+    /// or drops them.
+    fn run(mut self, from_submitters: &Receiver<ToSequencer>, control: &Receiver<ToSequencer>) {
         let mut payload = Vec::with_capacity(256);
         let mut shutting_down = false;
         while !shutting_down {
-            let first = match from_submitters.recv_timeout(self.config.idle_tick) {
-                Ok(message) => message,
-                Err(RecvTimeoutError::Timeout) => ToSequencer::Submit(Command::Tick, TOKEN_INTERNAL),
-                Err(RecvTimeoutError::Disconnected) => ToSequencer::Shutdown,
+            let first = crossbeam_channel::select! {
+                recv(control) -> message => message.unwrap_or(ToSequencer::Shutdown),
+                recv(from_submitters) -> message => message.unwrap_or(ToSequencer::Shutdown),
+                default(self.config.idle_tick) => ToSequencer::Submit(Command::Tick, TOKEN_INTERNAL),
             };
             let mut batch = Vec::with_capacity(self.config.batch_max.min(from_submitters.len() + 1));
             let mut sync_replies = Vec::new();
@@ -320,8 +328,9 @@ impl Sequencer {
                     ToSequencer::Sync(reply) => sync_replies.push(reply),
                     ToSequencer::Shutdown => shutting_down = true,
                 }
-                // On shutdown, drain everything still queued.
-                if batch.len() < self.config.batch_max || shutting_down {
+                // Control first; then clients, up to a batch (on shutdown, everything queued).
+                next = control.try_recv().ok();
+                if next.is_none() && (batch.len() < self.config.batch_max || shutting_down) {
                     next = from_submitters.try_recv().ok();
                 }
             }
@@ -345,7 +354,9 @@ impl Sequencer {
             }
         }
         match self.writer.sync() {
-            Ok(committed) => self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed),
+            Ok(committed) => {
+                self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed)
+            }
             Err(error) => error!("journal: final sync failed: {error}"),
         }
         let _ = self.to_engine.send(ToEngine::Stop);
@@ -487,10 +498,11 @@ fn write_snapshots(
         let (reply, synced) = bounded(1);
         let asked = checkpoints.try_send(ToSequencer::Sync(reply)).is_ok();
         let deadline = Instant::now() + SYNC_WAIT;
-        while asked && stats.last_durable_seq.load(Ordering::Relaxed) < snapshot.seq.get() && Instant::now() < deadline {
+        while asked && stats.last_durable_seq.load(Ordering::Relaxed) < snapshot.seq.get() && Instant::now() < deadline
+        {
             match synced.recv_timeout(Duration::from_millis(10)) {
-                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
         if stats.last_durable_seq.load(Ordering::Relaxed) < snapshot.seq.get() {
@@ -504,7 +516,9 @@ fn write_snapshots(
                 stats.snapshots.fetch_add(1, Ordering::Relaxed);
                 stats.last_snapshot_seq.store(snapshot.seq.get(), Ordering::Relaxed);
                 stats.last_snapshot_at_ns.store(wall_clock().as_nanos(), Ordering::Relaxed);
-                let _ = checkpoints.try_send(ToSequencer::Checkpoint(Checkpoint::new(snapshot.seq, snapshot.hash)));
+                if checkpoints.send(ToSequencer::Checkpoint(Checkpoint::new(snapshot.seq, snapshot.hash))).is_err() {
+                    info!("checkpoint for sequence {} not journaled: the sequencer has stopped", snapshot.seq.get());
+                }
             }
             Err(failure) => error!("snapshot at sequence {} failed: {failure}", snapshot.seq.get()),
         }
