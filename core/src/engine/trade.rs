@@ -404,8 +404,12 @@ impl Engine {
         leaving: Option<Price>,
     ) -> Result<(), RejectReason> {
         let book_side = self.markets[market.index()].book.side(side);
+        // Cheap test first: the searches only matter for a side at its bound.
+        if book_side.len() < PRICE_LEVELS_PER_SIDE_MAX {
+            return Ok(());
+        }
         let frees_one = leaving.and_then(|price| book_side.level(price)).is_some_and(|level| level.count() == 1);
-        if book_side.level(price).is_none() && !frees_one && book_side.len() >= PRICE_LEVELS_PER_SIDE_MAX {
+        if book_side.level(price).is_none() && !frees_one {
             return Err(RejectReason::CapacityExceeded);
         }
         Ok(())
