@@ -16,8 +16,11 @@
 
 mod alloc_counter;
 mod clock;
+mod durability;
 mod machine;
+mod matching;
 mod payments;
+mod peers;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -45,12 +48,27 @@ struct Cli {
 enum Suite {
     /// Ledger payments: transfers and authorize/capture/void between funded accounts.
     Payments(payments::Args),
+    /// Order matching through the full engine: exchange-core's workload, closed and open loop.
+    Matching(matching::Args),
+    /// Order books side by side: Bourse's book, lobster and orderbook-rs on one seeded workload.
+    Peers(peers::Args),
+    /// Journal appends per second and MB/s per record size, durability mode and batch size.
+    Journal(durability::journal::Args),
+    /// Snapshot pause, write and validated load of an engine with a million accounts and orders.
+    Snapshot(durability::snapshot::Args),
+    /// Restart time and replay speed of recovery over a journal of millions of commands.
+    Recovery(durability::recovery::Args),
 }
 
 impl Suite {
     fn run(&self) -> anyhow::Result<Report> {
         match self {
             Suite::Payments(args) => payments::run(args),
+            Suite::Matching(args) => matching::run(args),
+            Suite::Peers(args) => peers::run(args),
+            Suite::Journal(args) => durability::journal::run(args),
+            Suite::Snapshot(args) => durability::snapshot::run(args),
+            Suite::Recovery(args) => durability::recovery::run(args),
         }
     }
 }

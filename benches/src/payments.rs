@@ -312,7 +312,7 @@ fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
 /// Median of a non-empty, sorted slice.
 fn median(sorted: &[f64]) -> f64 {
     let middle = sorted.len() / 2;
-    if sorted.len() % 2 == 0 { f64::midpoint(sorted[middle - 1], sorted[middle]) } else { sorted[middle] }
+    if sorted.len().is_multiple_of(2) { f64::midpoint(sorted[middle - 1], sorted[middle]) } else { sorted[middle] }
 }
 
 fn result(

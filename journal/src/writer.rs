@@ -114,7 +114,9 @@ impl JournalWriter {
             offset: 0,
             synced_offset: 0,
             chain: match (report.last_seq, applied) {
-                (None, Some(applied)) if report.segments.is_empty() => Chain { next_seq: Seq::new(applied.get() + 1), prev_crc: 0 },
+                (None, Some(applied)) if report.segments.is_empty() => {
+                    Chain { next_seq: Seq::new(applied.get() + 1), prev_crc: 0 }
+                }
                 _ => report.chain,
             },
             written: report.last_seq,

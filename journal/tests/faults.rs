@@ -397,7 +397,7 @@ fn power_cut_right_after_a_roll_keeps_the_new_empty_segment() {
     assert!(saw_empty_segment, "some seed lost the unsynced first record of the new segment");
 }
 
-const NEVER: Duration = Duration::from_secs(3600);
+const NEVER: Duration = Duration::from_hours(1);
 
 /// Batch and Async modes: a process crash keeps everything appended (the mapping
 /// survives), whatever was synced or not.
@@ -487,10 +487,10 @@ fn sweep_failures(make: impl Fn(u64) -> Faults, what: &str) -> BTreeSet<&'static
             if let Err(error) = journal.try_append(random_payload(&mut rng, 2000)) {
                 break error;
             }
-            if rng.random_bool(0.3) {
-                if let Err(error) = journal.try_commit() {
-                    break error;
-                }
+            if rng.random_bool(0.3)
+                && let Err(error) = journal.try_commit()
+            {
+                break error;
             }
         };
         let context = format!("{what} limit {limit}");

@@ -70,9 +70,10 @@ pub fn recover(
 ) -> Result<Recovered, RecoveryError> {
     let journal = open_and_check(&stores.journal, repair)?;
     let (loaded, snapshot_failures) = load_newest(&stores.snapshots, capacity)?;
-    let (mut engine, snapshot) = match loaded {
-        Some(loaded) => (loaded.engine, Some((loaded.name, loaded.header.seq))),
-        None => (Engine::with_capacity(config, capacity), None),
+    // `load_newest` proved the engine's hash equals the header's: compare the header's.
+    let (mut engine, snapshot, snapshot_hash) = match loaded {
+        Some(loaded) => (loaded.engine, Some((loaded.name, loaded.header.seq)), Some(loaded.header.state_hash)),
+        None => (Engine::with_capacity(config, capacity), None, None),
     };
     let start = snapshot.as_ref().map_or(Seq::new(1), |(_, seq)| Seq::new(seq.get() + 1));
     if let Some(first) = journal.first_seq()
@@ -98,8 +99,7 @@ pub fn recover(
     let mut replayed = 0;
     let mut checkpoints_verified = 0;
     // The snapshot itself, against the checkpoint journaled when it was taken.
-    if let Some(expected) = checkpoints.get(&Seq::new(start.get() - 1)) {
-        let actual = engine.state_hash();
+    if let (Some(expected), Some(actual)) = (checkpoints.get(&Seq::new(start.get() - 1)), snapshot_hash) {
         if actual != *expected {
             return Err(RecoveryError::Diverged { applied: Seq::new(start.get() - 1), expected: *expected, actual });
         }

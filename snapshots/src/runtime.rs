@@ -74,7 +74,7 @@ impl Default for RuntimeConfig {
             queue_capacity: 65_536,
             batch_max: 4_096,
             snapshot_every_commands: 1_000_000,
-            snapshot_every: Duration::from_secs(300),
+            snapshot_every: Duration::from_mins(5),
             snapshots_kept: 3,
             idle_tick: Duration::from_secs(1),
         }
@@ -355,7 +355,7 @@ impl Sequencer {
         }
         match self.writer.sync() {
             Ok(committed) => {
-                self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed)
+                self.stats.last_durable_seq.store(committed.durable.map_or(0, Seq::get), Ordering::Relaxed);
             }
             Err(error) => error!("journal: final sync failed: {error}"),
         }

@@ -76,10 +76,10 @@ fn runtime_config() -> RuntimeConfig {
         queue_capacity: 1_024,
         batch_max: 64,
         snapshot_every_commands: 500,
-        snapshot_every: Duration::from_secs(3_600),
+        snapshot_every: Duration::from_hours(1),
         snapshots_kept: 3,
         // No idle ticks: every command in the journal is one of the load's.
-        idle_tick: Duration::from_secs(3_600),
+        idle_tick: Duration::from_hours(1),
     }
 }
 

@@ -977,10 +977,10 @@ fn runtime_config(durability: Durability, snapshot_every_commands: u64) -> Runti
         queue_capacity: 256,
         batch_max: 16,
         snapshot_every_commands,
-        snapshot_every: Duration::from_secs(3_600),
+        snapshot_every: Duration::from_hours(1),
         snapshots_kept: 2,
         // No idle ticks in these tests: every output is a submitted command.
-        idle_tick: Duration::from_secs(3_600),
+        idle_tick: Duration::from_hours(1),
     }
 }
 
@@ -1451,7 +1451,7 @@ fn a_power_cut_in_batch_mode_never_leaves_the_snapshot_ahead_of_the_journal() {
         let (sender, output) = unbounded();
         // Never synced by interval (the segment never fills either): before the cut,
         // only the snapshots are durable.
-        let config = runtime_config(Durability::Batch { interval: Duration::from_secs(3_600) }, 50);
+        let config = runtime_config(Durability::Batch { interval: Duration::from_hours(1) }, 50);
         let runtime = Runtime::start(&stores, config, recovered.engine, &recovered.journal, sender).unwrap();
         let commands = workload(400, seed);
         for (index, command) in commands.iter().enumerate() {

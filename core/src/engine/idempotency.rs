@@ -8,10 +8,9 @@
 
 use std::collections::VecDeque;
 
-
+use super::keytable::{Key, KeyTable, Value};
 use crate::event::Outcome;
 use crate::ids::{AccountId, IdempotencyKey, Timestamp};
-use super::keytable::{Key, KeyTable, Value};
 use crate::limits::{IDEMPOTENCY_ENTRIES_MAX, IDEMPOTENCY_RETENTION};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,15 +86,12 @@ pub(crate) struct IdempotencyTable {
 impl IdempotencyTable {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.min(IDEMPOTENCY_ENTRIES_MAX);
-        Self {
-            entries: KeyTable::with_capacity(capacity),
-            order: VecDeque::with_capacity(capacity),
-        }
+        Self { entries: KeyTable::with_capacity(capacity), order: VecDeque::with_capacity(capacity) }
     }
 
     /// Entries in the order they were recorded.
-    pub(crate) fn restore(entries: impl Iterator<Item = (Timestamp, Scope, Entry)>) -> Self {
-        let mut table = Self::default();
+    pub(crate) fn restore(entries: impl ExactSizeIterator<Item = (Timestamp, Scope, Entry)>) -> Self {
+        let mut table = Self::with_capacity(entries.len());
         for (at, scope, entry) in entries {
             // A repeated key is not inserted twice; the caller sees the count differ.
             if !table.entries.contains(&pack(scope)) {
@@ -147,7 +143,9 @@ impl IdempotencyTable {
 
     /// Entries oldest first, with the time each was recorded.
     pub(crate) fn iter_in_order(&self) -> impl Iterator<Item = (Timestamp, Scope, Entry)> + '_ {
-        self.order.iter().map(|&(at, packed)| (at, unpack(packed), self.entries.get(&packed).expect("retention order and table agree").entry()))
+        self.order.iter().map(|&(at, packed)| {
+            (at, unpack(packed), self.entries.get(&packed).expect("retention order and table agree").entry())
+        })
     }
 
     pub(crate) fn check_invariants(&self) {

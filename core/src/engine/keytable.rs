@@ -100,8 +100,13 @@ impl KeyTable {
             self.grow();
         }
         let index = self.position(&key).expect_err("a key is inserted once");
-        self.slots[index] =
-            Slot { key: key.key, account: key.account, used: true, fingerprint: value.fingerprint, outcome: value.outcome };
+        self.slots[index] = Slot {
+            key: key.key,
+            account: key.account,
+            used: true,
+            fingerprint: value.fingerprint,
+            outcome: value.outcome,
+        };
         self.len += 1;
     }
 
@@ -168,10 +173,10 @@ mod tests {
             let key = Key { key: [next() % 64, 0], account: (next() % 3) as u32 };
             if next() % 3 == 0 {
                 assert_eq!(table.remove(&key), model.remove(&key), "step {step}");
-            } else if !model.contains_key(&key) {
+            } else if let std::collections::hash_map::Entry::Vacant(vacant) = model.entry(key) {
                 let value = Value { fingerprint: step, outcome: step * 2 };
                 table.insert(key, value);
-                model.insert(key, value);
+                vacant.insert(value);
             }
             assert_eq!(table.len(), model.len());
             for probe in 0..64 {

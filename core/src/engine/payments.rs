@@ -79,8 +79,10 @@ impl PaymentBook {
 
     /// Records as a snapshot kept them, from `first_id` on; the expiry index is rebuilt.
     pub(crate) fn restore(first_id: u64, records: Vec<PaymentRecord>) -> Self {
-        let mut book =
-            Self { first_id, records: VecDeque::from(records), expiries: BinaryHeap::new(), open_authorizations: 0 };
+        // Room to grow, so the first payment after a restore does not copy the ring.
+        let mut ring = VecDeque::with_capacity((records.len() * 2).clamp(1024, PAYMENTS_MAX));
+        ring.extend(records);
+        let mut book = Self { first_id, records: ring, expiries: BinaryHeap::new(), open_authorizations: 0 };
         for (index, record) in book.records.iter().enumerate() {
             if record.state == PaymentState::Open {
                 book.open_authorizations += 1;
