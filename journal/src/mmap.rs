@@ -103,14 +103,18 @@ impl Storage for FileStorage {
     fn create(&self, name: &str, len: u64) -> io::Result<Box<dyn StorageFile>> {
         let path = self.dir.join(name);
         let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        // Write real zeros rather than leave a sparse file, so that the space exists
-        // before the mapping is written (a full disk fails here, not as SIGBUS later).
-        let chunk = vec![0_u8; 1 << 20];
-        let mut left = len;
-        while left > 0 {
-            let step = left.min(chunk.len() as u64) as usize;
-            file.write_all(&chunk[..step])?;
-            left -= step as u64;
+        // Allocate the space now rather than leave a sparse file, so that a full disk
+        // fails here, not as SIGBUS when the mapping is written later. `fallocate`
+        // reserves the blocks (reading as zeros) without writing them; where the
+        // filesystem cannot, write real zeros.
+        if len > 0 && rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len).is_err() {
+            let chunk = vec![0_u8; 1 << 20];
+            let mut left = len;
+            while left > 0 {
+                let step = left.min(chunk.len() as u64) as usize;
+                file.write_all(&chunk[..step])?;
+                left -= step as u64;
+            }
         }
         file.sync_all()?;
         Ok(Box::new(MappedFile::new(name.to_owned(), file)?))

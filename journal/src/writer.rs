@@ -231,6 +231,9 @@ impl JournalWriter {
 
     /// Seals the current segment (synced) and starts the next.
     fn roll(&mut self) -> Result<(), JournalError> {
+        // The sealed segment is synced in every mode: a later segment must never reach
+        // the disk before the end of the one it continues, or a power cut would leave a
+        // hole with valid records after it (corruption, not a torn tail).
         if self.segment.is_some() {
             self.sync()?;
         }
