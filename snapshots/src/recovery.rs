@@ -3,7 +3,7 @@
 //! checkpoint (the state hash recorded when a snapshot was taken), the replayed
 //! engine's hash must match it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bourse_core::command::SequencedCommand;
@@ -16,6 +16,9 @@ use bourse_journal::{JournalError, OpenReport, Storage, open_and_check, read_ran
 use thiserror::Error;
 
 use crate::snapshot::{SnapshotError, load_newest};
+
+/// How many commands ahead of `apply` replay prefetches (see `Engine::prefetch`).
+const REPLAY_PREFETCH: usize = 8;
 
 /// The two halves of a data directory.
 #[derive(Clone)]
@@ -106,24 +109,37 @@ pub fn recover(
         checkpoints_verified += 1;
     }
     let mut events = Vec::with_capacity(64);
+    // Commands wait in a short queue before they are applied, so that the memory each
+    // will touch is prefetched while the ones before it run (as in the runtime).
+    let mut pending: VecDeque<SequencedCommand> = VecDeque::with_capacity(REPLAY_PREFETCH + 1);
+    let mut apply_next = |engine: &mut Engine, pending: &mut VecDeque<SequencedCommand>| {
+        let Some(command) = pending.pop_front() else { return Ok(()) };
+        events.clear();
+        engine.apply(&command, &mut events);
+        replayed += 1;
+        progress(command.seq);
+        if let Some(expected) = checkpoints.get(&command.seq) {
+            let actual = engine.state_hash();
+            if actual != *expected {
+                return Err(RecoveryError::Diverged { applied: command.seq, expected: *expected, actual });
+            }
+            checkpoints_verified += 1;
+        }
+        Ok(())
+    };
     read_range::<RecoveryError>(&stores.journal, start, last, |record| {
         if record.kind == KIND_CHECKPOINT {
             return Ok(());
         }
         let command = decode_command(record.seq, record.kind, record.payload)?;
-        events.clear();
-        engine.apply(&SequencedCommand { seq: record.seq, timestamp: record.timestamp, command }, &mut events);
-        replayed += 1;
-        progress(record.seq);
-        if let Some(expected) = checkpoints.get(&record.seq) {
-            let actual = engine.state_hash();
-            if actual != *expected {
-                return Err(RecoveryError::Diverged { applied: record.seq, expected: *expected, actual });
-            }
-            checkpoints_verified += 1;
-        }
-        Ok(())
+        let command = SequencedCommand { seq: record.seq, timestamp: record.timestamp, command };
+        engine.prefetch(&command);
+        pending.push_back(command);
+        if pending.len() > REPLAY_PREFETCH { apply_next(&mut engine, &mut pending) } else { Ok(()) }
     })?;
+    while !pending.is_empty() {
+        apply_next(&mut engine, &mut pending)?;
+    }
     Ok(Recovered { engine, snapshot, snapshot_failures, journal, replayed, checkpoints_verified })
 }
 
