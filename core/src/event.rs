@@ -148,6 +148,29 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
+impl Outcome {
+    /// The outcome as (kind, value): 0 accepted without a payment; 1 accepted with
+    /// payment `value`; 2 rejected with the reason whose discriminant is `value`. The
+    /// one encoding the idempotency table, the state hash and snapshots share.
+    pub fn code(self) -> (u8, u64) {
+        match self {
+            Outcome::Accepted { payment: None } => (0, 0),
+            Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
+            Outcome::Rejected(reason) => (2, reason as u64),
+        }
+    }
+
+    /// The outcome `code` gave, or `None` for a pair it never gives.
+    pub fn from_code(kind: u8, value: u64) -> Option<Outcome> {
+        match kind {
+            0 if value == 0 => Some(Outcome::Accepted { payment: None }),
+            1 => Some(Outcome::Accepted { payment: Some(PaymentId::new(value)) }),
+            2 => RejectReason::from_code(value).map(Outcome::Rejected),
+            _ => None,
+        }
+    }
+}
+
 /// Something that happened, in the order it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -317,5 +340,22 @@ mod tests {
             assert_eq!(RejectReason::from_code(index as u64), Some(*reason));
         }
         assert_eq!(RejectReason::from_code(RejectReason::ALL.len() as u64), None);
+    }
+
+    #[test]
+    fn outcome_codes_round_trip_and_refuse_what_they_never_give() {
+        let outcomes = [
+            Outcome::Accepted { payment: None },
+            Outcome::Accepted { payment: Some(PaymentId::new(42)) },
+            Outcome::Rejected(RejectReason::InsufficientFunds),
+            Outcome::Rejected(RejectReason::CapacityExceeded),
+        ];
+        for outcome in outcomes {
+            let (kind, value) = outcome.code();
+            assert_eq!(Outcome::from_code(kind, value), Some(outcome));
+        }
+        assert_eq!(Outcome::from_code(0, 7), None);
+        assert_eq!(Outcome::from_code(2, RejectReason::ALL.len() as u64), None);
+        assert_eq!(Outcome::from_code(3, 0), None);
     }
 }

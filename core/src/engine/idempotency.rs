@@ -57,21 +57,14 @@ trait StoredEntry {
 
 impl StoredEntry for Stored {
     fn new(entry: Entry) -> Self {
-        let (kind, value) = match entry.outcome {
-            Outcome::Accepted { payment: None } => (0, 0),
-            Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
-            Outcome::Rejected(reason) => (2, reason as u64),
-        };
+        let (kind, value) = entry.outcome.code();
         assert!(value < 1 << OUTCOME_SHIFT, "payment ids stay below 2^62");
-        Self { fingerprint: entry.fingerprint, outcome: (kind << OUTCOME_SHIFT) | value }
+        Self { fingerprint: entry.fingerprint, outcome: (u64::from(kind) << OUTCOME_SHIFT) | value }
     }
     fn entry(self) -> Entry {
         let value = self.outcome & ((1 << OUTCOME_SHIFT) - 1);
-        let outcome = match self.outcome >> OUTCOME_SHIFT {
-            0 => Outcome::Accepted { payment: None },
-            1 => Outcome::Accepted { payment: Some(crate::ids::PaymentId::new(value)) },
-            _ => Outcome::Rejected(crate::event::RejectReason::from_code(value).expect("stored from a reason")),
-        };
+        let kind = (self.outcome >> OUTCOME_SHIFT) as u8;
+        let outcome = Outcome::from_code(kind, value).expect("stored from an outcome");
         Entry { fingerprint: self.fingerprint, outcome }
     }
 }

@@ -9,7 +9,6 @@ use xxhash_rust::xxh3::Xxh3;
 use super::Engine;
 use super::payments::{PaymentKind, PaymentState};
 use super::settle::{hold_asset, resting_hold};
-use crate::event::Outcome;
 use crate::reconcile::{AssetReconciliation, ReconciliationReport};
 
 /// A 128-bit hash of the engine's canonical state: equal states give equal hashes,
@@ -20,14 +19,6 @@ pub struct StateHash(pub u128);
 impl fmt::Display for StateHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:032x}", self.0)
-    }
-}
-
-fn outcome_code(outcome: Outcome) -> (u8, u64) {
-    match outcome {
-        Outcome::Accepted { payment: None } => (0, 0),
-        Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
-        Outcome::Rejected(reason) => (2, reason as u64),
     }
 }
 
@@ -115,7 +106,7 @@ impl Engine {
         }
         u64s(&mut hasher, &[self.idempotency.len() as u64]);
         for (at, (account, key), entry) in self.idempotency.iter_in_order() {
-            let (code, value) = outcome_code(entry.outcome);
+            let (code, value) = entry.outcome.code();
             u64s(&mut hasher, &[at.as_nanos(), u64::from(account.get()), entry.fingerprint, u64::from(code), value]);
             hasher.update(&key.get().to_le_bytes());
         }

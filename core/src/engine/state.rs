@@ -11,8 +11,8 @@ use super::{Capacity, Engine};
 use crate::account::Account;
 use crate::asset::{Asset, AssetCode, AssetTable};
 use crate::book::{ClientOrderId, MarketId, NewOrder, OrderId, OrderSlab, Price, Qty, SelfTradePrevention, Side};
-use crate::event::{Outcome, RejectReason};
-use crate::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, Seq, Timestamp};
+use crate::event::Outcome;
+use crate::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, Seq, Timestamp};
 use crate::market::{FeeRate, FeeSchedule, Market, MarketSpec};
 use crate::money::Amount;
 use crate::reconcile::AssetTotals;
@@ -204,11 +204,7 @@ fn payment_row(record: &PaymentRecord) -> PaymentRow {
 }
 
 fn idempotency_row(at: Timestamp, (account, key): (AccountId, IdempotencyKey), entry: &Entry) -> IdempotencyRow {
-    let (outcome, value) = match entry.outcome {
-        Outcome::Accepted { payment: None } => (0, 0),
-        Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
-        Outcome::Rejected(reason) => (2, reason as u64),
-    };
+    let (outcome, value) = entry.outcome.code();
     IdempotencyRow {
         recorded_at: at.as_nanos(),
         account: account.get(),
@@ -323,14 +319,8 @@ fn restore_idempotency(
 ) -> Result<IdempotencyTable, StateError> {
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let outcome = match row.outcome {
-            0 => Outcome::Accepted { payment: None },
-            1 => Outcome::Accepted { payment: Some(PaymentId::new(row.value)) },
-            2 => Outcome::Rejected(
-                RejectReason::from_code(row.value).ok_or_else(|| bad(format!("reject code {}", row.value)))?,
-            ),
-            other => return Err(bad(format!("idempotency outcome code {other}"))),
-        };
+        let outcome = Outcome::from_code(row.outcome, row.value)
+            .ok_or_else(|| bad(format!("idempotency outcome code ({}, {})", row.outcome, row.value)))?;
         if !known_account(row.account) {
             return Err(bad(format!("idempotency entry for unknown account {}", row.account)));
         }
