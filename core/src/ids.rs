@@ -5,102 +5,66 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// An account: a dense index assigned by the engine when the account opens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct AccountId(u32);
+/// Declares an identifier newtype: `new`, `get`, `Display`, and (with `index`) a
+/// dense table index.
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident($raw:ty)) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        pub struct $name($raw);
 
-impl AccountId {
-    pub const fn new(index: u32) -> Self {
-        Self(index)
-    }
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-    pub(crate) const fn index(self) -> usize {
-        self.0 as usize
-    }
+        impl $name {
+            pub const fn new(value: $raw) -> Self {
+                Self(value)
+            }
+            pub const fn get(self) -> $raw {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident($raw:ty), index) => {
+        $crate::ids::id_newtype!($(#[$doc])* $name($raw));
+
+        impl $name {
+            pub(crate) const fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
 }
+pub(crate) use id_newtype;
 
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// An asset: its index in the configuration's asset table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct AssetId(u16);
-
-impl AssetId {
-    pub const fn new(index: u16) -> Self {
-        Self(index)
-    }
-    pub const fn get(self) -> u16 {
-        self.0
-    }
-    pub(crate) const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-/// A payment record (transfer, split leg, authorization), assigned in command order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PaymentId(u64);
-
-impl PaymentId {
-    pub const fn new(value: u64) -> Self {
-        Self(value)
-    }
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for PaymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// The external customer (person or merchant) who owns an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct OwnerId(u64);
-
-impl OwnerId {
-    pub const fn new(value: u64) -> Self {
-        Self(value)
-    }
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// A client-chosen key (a UUID, say) that makes a money-moving command idempotent
-/// within the account that issues it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct IdempotencyKey(u128);
-
-impl IdempotencyKey {
-    pub const fn new(value: u128) -> Self {
-        Self(value)
-    }
-    pub const fn get(self) -> u128 {
-        self.0
-    }
-}
-
-/// A command's position in the journal. Strictly increasing, never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Seq(u64);
-
-impl Seq {
-    pub const fn new(value: u64) -> Self {
-        Self(value)
-    }
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
+id_newtype!(
+    /// An account: a dense index assigned by the engine when the account opens.
+    AccountId(u32), index
+);
+id_newtype!(
+    /// An asset: its index in the configuration's asset table.
+    AssetId(u16), index
+);
+id_newtype!(
+    /// A payment record (transfer, split leg, authorization), assigned in command order.
+    PaymentId(u64)
+);
+id_newtype!(
+    /// The external customer (person or merchant) who owns an account.
+    OwnerId(u64)
+);
+id_newtype!(
+    /// A client-chosen key (a UUID, say) that makes a money-moving command idempotent
+    /// within the account that issues it.
+    IdempotencyKey(u128)
+);
+id_newtype!(
+    /// A command's position in the journal. Strictly increasing, never reused.
+    Seq(u64)
+);
 
 /// Command time: nanoseconds since the Unix epoch, stamped by the sequencer. The
 /// engine never reads a clock; every deadline is compared with this.

@@ -6,46 +6,14 @@ use std::num::{NonZeroU64, NonZeroU128};
 
 use serde::{Deserialize, Serialize};
 
-/// A market (currency pair): its index in the engine's market table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct MarketId(u32);
-
-impl MarketId {
-    pub const fn new(index: u32) -> Self {
-        Self(index)
-    }
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-    pub(crate) const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl fmt::Display for MarketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// An order, assigned by the engine in command order (the first is 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct OrderId(u64);
-
-impl OrderId {
-    pub const fn new(value: u64) -> Self {
-        Self(value)
-    }
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+crate::ids::id_newtype!(
+    /// A market (currency pair): its index in the engine's market table.
+    MarketId(u32), index
+);
+crate::ids::id_newtype!(
+    /// An order, assigned by the engine in command order (the first is 1).
+    OrderId(u64)
+);
 
 /// A client's own id for an order (FIX ClOrdID): up to 16 bytes, never zero, unique
 /// among the account's live orders.
