@@ -1,0 +1,1 @@
+//! API keys, request signatures and rate limits (helper in progress).

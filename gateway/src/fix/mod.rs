@@ -1,0 +1,1 @@
+//! The FIX 4.4 acceptor (in progress).

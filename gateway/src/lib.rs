@@ -1,0 +1,18 @@
+//! The `bourse` server: the gateway in front of the runtime (DESIGN.md §3). It
+//! decodes, authenticates, authorizes, sequences and routes; it decides nothing about
+//! money.
+//!
+//! - `hub`: sessions submit commands through it and receive their replies and pushes;
+//!   the publisher thread routes every applied batch and keeps the read model.
+//! - `api`: the JSON API (requests → commands, events → JSON), shared by HTTP and
+//!   WebSocket.
+//! - `http`: actix-web: `/v1/rpc`, `/v1/ws`, public market data, `/metrics`,
+//!   `/health`, `/ready`.
+//! - `fix`: the FIX 4.4 acceptor: codec, dictionary, session layer, applications.
+//! - `auth`: API keys, request signatures, rate limits.
+//! - `client`: `bourse call`.
+
+pub mod auth;
+pub mod client;
+pub mod fix;
+pub mod principal;
