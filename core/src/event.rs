@@ -221,16 +221,22 @@ pub enum Event {
     /// payer's available balance (a last capture below the authorized amount).
     Captured {
         payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
         amount: Amount,
         captured_total: Amount,
         released: Amount,
     },
     Voided {
         payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
         released: Amount,
     },
     AuthorizationExpired {
         payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
         released: Amount,
     },
     /// A split payment completed; its legs are the `Transferred` events just before,
@@ -242,8 +248,11 @@ pub enum Event {
         total: Amount,
         legs: u8,
     },
+    /// The payee sent `amount` back to the payer.
     Refunded {
         payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
         amount: Amount,
         refunded_total: Amount,
     },

@@ -317,7 +317,12 @@ impl RefLedger {
             balance.held -= released;
             balance.available += released;
             self.payments.get_mut(&id).expect("due payment exists").state = RefState::Expired;
-            events.push(Event::AuthorizationExpired { payment: PaymentId::new(id), released: amount(released) });
+            events.push(Event::AuthorizationExpired {
+                payment: PaymentId::new(id),
+                payer: payment.payer,
+                payee: payment.payee,
+                released: amount(released),
+            });
         }
     }
 
@@ -515,6 +520,8 @@ impl RefLedger {
         }
         events.push(Event::Captured {
             payment: c.payment,
+            payer: payment.payer,
+            payee: payment.payee,
             amount: c.amount,
             captured_total: amount(captured_total),
             released: amount(released),
@@ -529,7 +536,7 @@ impl RefLedger {
         balance.held -= released;
         balance.available += released;
         self.payments.get_mut(&c.payment.get()).expect("checked above").state = RefState::Voided;
-        events.push(Event::Voided { payment: c.payment, released: amount(released) });
+        events.push(Event::Voided { payment: c.payment, payer: payment.payer, payee: payment.payee, released: amount(released) });
         Ok(Some(c.payment))
     }
 
@@ -593,7 +600,13 @@ impl RefLedger {
         self.account_mut(payment.payer).balance_mut(c.asset).available += units;
         let record = self.payments.get_mut(&c.payment.get()).expect("checked above");
         record.refunded += units;
-        events.push(Event::Refunded { payment: c.payment, amount: c.amount, refunded_total: amount(record.refunded) });
+        events.push(Event::Refunded {
+            payment: c.payment,
+            payer: payment.payer,
+            payee: payment.payee,
+            amount: c.amount,
+            refunded_total: amount(record.refunded),
+        });
         Ok(None)
     }
 }

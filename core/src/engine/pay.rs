@@ -89,7 +89,14 @@ impl Engine {
             self.payments.close(command.payment, PaymentState::Captured);
         }
         self.payments.get_mut(command.payment).expect("looked up above").paid = captured_total;
-        out.push(Event::Captured { payment: command.payment, amount: command.amount, captured_total, released });
+        out.push(Event::Captured {
+            payment: command.payment,
+            payer: record.payer,
+            payee: record.payee,
+            amount: command.amount,
+            captured_total,
+            released,
+        });
         Ok(Some(command.payment))
     }
 
@@ -103,7 +110,7 @@ impl Engine {
         let released = record.held();
         self.ledger.release(record.payer, record.asset, released);
         self.payments.close(command.payment, PaymentState::Voided);
-        out.push(Event::Voided { payment: command.payment, released });
+        out.push(Event::Voided { payment: command.payment, payer: record.payer, payee: record.payee, released });
         Ok(Some(command.payment))
     }
 
@@ -168,7 +175,13 @@ impl Engine {
         self.ledger.credit(record.payer, record.asset, command.amount);
         let refunded_total = record.refunded.checked_add(command.amount).expect("bounded by paid");
         self.payments.get_mut(command.payment).expect("looked up above").refunded = refunded_total;
-        out.push(Event::Refunded { payment: command.payment, amount: command.amount, refunded_total });
+        out.push(Event::Refunded {
+            payment: command.payment,
+            payer: record.payer,
+            payee: record.payee,
+            amount: command.amount,
+            refunded_total,
+        });
         Ok(None)
     }
 
