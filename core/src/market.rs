@@ -161,7 +161,10 @@ impl Market {
         self.market_seq += 1;
         self.market_seq
     }
+}
 
+/// Decimal prices and quantities, as clients write them, to and from ticks and lots.
+impl MarketSpec {
     /// Parses a client's price (quote units per one whole base unit, e.g. `"65000.5"`
     /// USD per BTC) into ticks; it must fall exactly on the tick grid.
     pub fn parse_price(&self, assets: &AssetTable, text: &str) -> Result<Price, PriceError> {
@@ -169,10 +172,10 @@ impl Market {
         let decimal: Decimal = text.trim().parse().map_err(|_| PriceError::NotANumber { text: text.to_owned() })?;
         // ticks = price × (lot / 10^base_scale) × 10^quote_scale / tick
         let numerator = decimal
-            .checked_mul(Decimal::from(self.spec.lot))
+            .checked_mul(Decimal::from(self.lot))
             .and_then(|value| value.checked_mul(Decimal::from(10_u64.pow(quote.scale()))))
             .ok_or_else(|| PriceError::OutOfRange { text: text.to_owned() })?;
-        let denominator = Decimal::from(self.spec.tick) * Decimal::from(10_u64.pow(base.scale()));
+        let denominator = Decimal::from(self.tick) * Decimal::from(10_u64.pow(base.scale()));
         let ticks =
             numerator.checked_div(denominator).ok_or_else(|| PriceError::OutOfRange { text: text.to_owned() })?;
         if ticks.fract() != Decimal::ZERO {
@@ -186,8 +189,8 @@ impl Market {
     pub fn price_to_decimal(&self, assets: &AssetTable, price: Price) -> Decimal {
         let (base, quote) = self.assets(assets);
         let numerator =
-            Decimal::from(price.ticks()) * Decimal::from(self.spec.tick) * Decimal::from(10_u64.pow(base.scale()));
-        let denominator = Decimal::from(self.spec.lot) * Decimal::from(10_u64.pow(quote.scale()));
+            Decimal::from(price.ticks()) * Decimal::from(self.tick) * Decimal::from(10_u64.pow(base.scale()));
+        let denominator = Decimal::from(self.lot) * Decimal::from(10_u64.pow(quote.scale()));
         (numerator / denominator).normalize()
     }
 
@@ -201,23 +204,23 @@ impl Market {
     pub fn parse_qty(&self, assets: &AssetTable, text: &str) -> Result<Qty, PriceError> {
         let (base, _) = self.assets(assets);
         let amount = base.parse_amount(text).map_err(|error| PriceError::Quantity(error.to_string()))?;
-        if amount.minor_units() % self.spec.lot != 0 {
-            let lot = base.format_amount(Amount::new(self.spec.lot).unwrap_or(Amount::ZERO));
+        if amount.minor_units() % self.lot != 0 {
+            let lot = base.format_amount(Amount::new(self.lot).unwrap_or(Amount::ZERO));
             return Err(PriceError::OffLot { text: text.to_owned(), lot });
         }
-        Qty::new(amount.minor_units() / self.spec.lot).ok_or_else(|| PriceError::OutOfRange { text: text.to_owned() })
+        Qty::new(amount.minor_units() / self.lot).ok_or_else(|| PriceError::OutOfRange { text: text.to_owned() })
     }
 
     /// A quantity in base units, as a decimal.
     pub fn qty_to_decimal(&self, assets: &AssetTable, qty: Qty) -> Decimal {
         let (base, _) = self.assets(assets);
-        let minor = i128::from(qty.lots()) * i128::from(self.spec.lot);
+        let minor = i128::from(qty.lots()) * i128::from(self.lot);
         Decimal::from_i128_with_scale(minor, base.scale()).normalize()
     }
 
     fn assets<'a>(&self, assets: &'a AssetTable) -> (&'a Asset, &'a Asset) {
-        let base = assets.get(self.spec.base).expect("market assets validated on add");
-        let quote = assets.get(self.spec.quote).expect("market assets validated on add");
+        let base = assets.get(self.base).expect("market assets validated on add");
+        let quote = assets.get(self.quote).expect("market assets validated on add");
         (base, quote)
     }
 }
@@ -261,7 +264,7 @@ mod tests {
     use super::*;
     use crate::asset::AssetCode;
 
-    fn world() -> (AssetTable, Market) {
+    fn world() -> (AssetTable, MarketSpec) {
         let assets = AssetTable::new(vec![
             Asset::new(AssetCode::new("BTC").unwrap(), 8).unwrap(),
             Asset::new(AssetCode::new("USD").unwrap(), 2).unwrap(),
@@ -278,7 +281,7 @@ mod tests {
             fees: FeeSchedule::free(),
         };
         spec.validate(&assets).unwrap();
-        (assets, Market::new(spec))
+        (assets, spec)
     }
 
     #[test]
@@ -295,7 +298,7 @@ mod tests {
         assert!(matches!(market.parse_qty(&assets, "0.00005"), Err(PriceError::OffLot { .. })));
         assert_eq!(market.qty_to_decimal(&assets, Qty::new(5_000).unwrap()).to_string(), "0.5");
         // 0.5 BTC at 65000 USD = 32500 USD.
-        let notional = market.spec().quote_amount(Price::new(650).unwrap(), Qty::new(5_000).unwrap()).unwrap();
+        let notional = market.quote_amount(Price::new(650).unwrap(), Qty::new(5_000).unwrap()).unwrap();
         assert_eq!(notional.minor_units(), 3_250_000);
     }
 
@@ -304,20 +307,20 @@ mod tests {
         assert_eq!(fee(Amount::new(9_999).unwrap(), 10).minor_units(), 9);
         assert_eq!(fee(Amount::new(10_000).unwrap(), 10).minor_units(), 10);
         let (_, market) = world();
-        let hold = market.spec().buy_hold(Price::new(650).unwrap(), Qty::new(3).unwrap(), 25).unwrap();
+        let hold = market.buy_hold(Price::new(650).unwrap(), Qty::new(3).unwrap(), 25).unwrap();
         assert_eq!(hold.minor_units(), 1950 + 4);
     }
 
     #[test]
     fn specs_and_fee_schedules_are_validated() {
         let (assets, market) = world();
-        let mut spec = market.spec().clone();
+        let mut spec = market.clone();
         spec.quote = spec.base;
         assert_eq!(spec.validate(&assets), Err(MarketError::SameAsset));
-        let mut spec = market.spec().clone();
+        let mut spec = market.clone();
         spec.lot = 0;
         assert_eq!(spec.validate(&assets), Err(MarketError::ZeroUnit));
-        let mut spec = market.spec().clone();
+        let mut spec = market.clone();
         spec.qty_min = Qty::ZERO;
         assert!(matches!(spec.validate(&assets), Err(MarketError::QtyBounds { .. })));
         assert!(FeeSchedule::new(vec![]).is_err());

@@ -1351,36 +1351,36 @@ fn prices_and_quantities_round_trip_through_decimals() {
     let t = Bench::new();
     let assets = t.engine.assets();
     let btc_usd = t.engine.market(BTC_USD).expect("configured");
-    assert_eq!(btc_usd.price_increment(assets).to_string(), "100");
-    assert_eq!(btc_usd.parse_price(assets, "65000"), Ok(price(650)));
-    assert_eq!(btc_usd.parse_price(assets, " 65100.00 "), Ok(price(651)));
-    assert!(matches!(btc_usd.parse_price(assets, "65050"), Err(PriceError::OffTick { .. })));
-    assert!(matches!(btc_usd.parse_price(assets, "0"), Err(PriceError::OutOfRange { .. })));
-    assert!(matches!(btc_usd.parse_price(assets, "sixty"), Err(PriceError::NotANumber { .. })));
-    let past_max = btc_usd.price_to_decimal(assets, price(PRICE_TICKS_MAX)) + btc_usd.price_increment(assets);
-    assert!(matches!(btc_usd.parse_price(assets, &past_max.to_string()), Err(PriceError::OutOfRange { .. })));
-    assert_eq!(btc_usd.parse_qty(assets, "0.0001"), Ok(qty(1)));
-    assert_eq!(btc_usd.parse_qty(assets, "0.5"), Ok(qty(5_000)));
-    assert!(matches!(btc_usd.parse_qty(assets, "0.00015"), Err(PriceError::OffLot { .. })));
-    assert!(matches!(btc_usd.parse_qty(assets, "-1"), Err(PriceError::Quantity(_))));
+    assert_eq!(btc_usd.spec().price_increment(assets).to_string(), "100");
+    assert_eq!(btc_usd.spec().parse_price(assets, "65000"), Ok(price(650)));
+    assert_eq!(btc_usd.spec().parse_price(assets, " 65100.00 "), Ok(price(651)));
+    assert!(matches!(btc_usd.spec().parse_price(assets, "65050"), Err(PriceError::OffTick { .. })));
+    assert!(matches!(btc_usd.spec().parse_price(assets, "0"), Err(PriceError::OutOfRange { .. })));
+    assert!(matches!(btc_usd.spec().parse_price(assets, "sixty"), Err(PriceError::NotANumber { .. })));
+    let past_max = btc_usd.spec().price_to_decimal(assets, price(PRICE_TICKS_MAX)) + btc_usd.spec().price_increment(assets);
+    assert!(matches!(btc_usd.spec().parse_price(assets, &past_max.to_string()), Err(PriceError::OutOfRange { .. })));
+    assert_eq!(btc_usd.spec().parse_qty(assets, "0.0001"), Ok(qty(1)));
+    assert_eq!(btc_usd.spec().parse_qty(assets, "0.5"), Ok(qty(5_000)));
+    assert!(matches!(btc_usd.spec().parse_qty(assets, "0.00015"), Err(PriceError::OffLot { .. })));
+    assert!(matches!(btc_usd.spec().parse_qty(assets, "-1"), Err(PriceError::Quantity(_))));
     // 0.5 BTC at 65 000 USD is 32 500 USD: price × qty × tick cents.
     assert_eq!(btc_usd.spec().quote_amount(price(650), qty(5_000)), Some(amount(3_250_000)));
 
     let eur_usd = t.engine.market(EUR_USD).expect("configured");
-    assert_eq!(eur_usd.price_increment(assets).to_string(), "0.0001");
-    assert_eq!(eur_usd.parse_price(assets, "1.0850"), Ok(price(10_850)));
-    assert!(matches!(eur_usd.parse_price(assets, "1.08505"), Err(PriceError::OffTick { .. })));
-    assert_eq!(eur_usd.parse_qty(assets, "100"), Ok(qty(1)));
-    assert!(matches!(eur_usd.parse_qty(assets, "150"), Err(PriceError::OffLot { .. })));
+    assert_eq!(eur_usd.spec().price_increment(assets).to_string(), "0.0001");
+    assert_eq!(eur_usd.spec().parse_price(assets, "1.0850"), Ok(price(10_850)));
+    assert!(matches!(eur_usd.spec().parse_price(assets, "1.08505"), Err(PriceError::OffTick { .. })));
+    assert_eq!(eur_usd.spec().parse_qty(assets, "100"), Ok(qty(1)));
+    assert!(matches!(eur_usd.spec().parse_qty(assets, "150"), Err(PriceError::OffLot { .. })));
 
     for market in [btc_usd, eur_usd] {
         for ticks in [1, 2, 99, 650, 10_850, 65_432, PRICE_TICKS_MAX - 1, PRICE_TICKS_MAX] {
-            let text = market.price_to_decimal(assets, price(ticks)).to_string();
-            assert_eq!(market.parse_price(assets, &text), Ok(price(ticks)), "{text}");
+            let text = market.spec().price_to_decimal(assets, price(ticks)).to_string();
+            assert_eq!(market.spec().parse_price(assets, &text), Ok(price(ticks)), "{text}");
         }
         for lots in [1, 3, 5_000, 1_000_000, 123_456_789] {
-            let text = market.qty_to_decimal(assets, qty(lots)).to_string();
-            assert_eq!(market.parse_qty(assets, &text), Ok(qty(lots)), "{text}");
+            let text = market.spec().qty_to_decimal(assets, qty(lots)).to_string();
+            assert_eq!(market.spec().parse_qty(assets, &text), Ok(qty(lots)), "{text}");
         }
     }
 }
