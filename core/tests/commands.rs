@@ -489,7 +489,15 @@ fn authorize_holds_the_payers_funds() {
 fn partial_capture_pays_part_of_the_hold_and_keeps_the_rest() {
     let (mut t, payer, payee, payment) = authorized();
     let events = t.apply(capture(payee, 2, payment, USD, 15, false));
-    let captured = Event::Captured { payment, payer, payee, amount: amount(15), captured_total: amount(15), released: Amount::ZERO };
+    let captured = Event::Captured {
+        payment,
+        payer,
+        payee,
+        asset: USD,
+        amount: amount(15),
+        captured_total: amount(15),
+        released: Amount::ZERO,
+    };
     assert_eq!(events, [captured, bc(payer, USD, 60, 25), bc(payee, USD, 15, 0)]);
 }
 
@@ -497,7 +505,15 @@ fn partial_capture_pays_part_of_the_hold_and_keeps_the_rest() {
 fn full_capture_closes_the_authorization() {
     let (mut t, payer, payee, payment) = authorized();
     let events = t.apply(capture(payee, 2, payment, USD, 40, false));
-    let captured = Event::Captured { payment, payer, payee, amount: amount(40), captured_total: amount(40), released: Amount::ZERO };
+    let captured = Event::Captured {
+        payment,
+        payer,
+        payee,
+        asset: USD,
+        amount: amount(40),
+        captured_total: amount(40),
+        released: Amount::ZERO,
+    };
     assert_eq!(events, [captured, bc(payer, USD, 60, 0), bc(payee, USD, 40, 0)]);
     t.rejects(capture(payee, 3, payment, USD, 1, false), RejectReason::AuthorizationClosed);
 }
@@ -506,7 +522,15 @@ fn full_capture_closes_the_authorization() {
 fn last_capture_releases_the_rest_to_the_payer() {
     let (mut t, payer, payee, payment) = authorized();
     let events = t.apply(capture(payee, 2, payment, USD, 10, true));
-    let captured = Event::Captured { payment, payer, payee, amount: amount(10), captured_total: amount(10), released: amount(30) };
+    let captured = Event::Captured {
+        payment,
+        payer,
+        payee,
+        asset: USD,
+        amount: amount(10),
+        captured_total: amount(10),
+        released: amount(30),
+    };
     assert_eq!(events, [captured, bc(payer, USD, 90, 0), bc(payee, USD, 10, 0)]);
     t.rejects(capture(payee, 3, payment, USD, 1, false), RejectReason::AuthorizationClosed);
     t.rejects(void(payer, 4, payment), RejectReason::AuthorizationClosed);
@@ -522,7 +546,15 @@ fn several_partial_captures_add_up_and_the_one_that_completes_closes() {
         let captured_total = amount(total);
         assert_eq!(
             events[0],
-            Event::Captured { payment, payer, payee, amount: amount(step), captured_total, released: Amount::ZERO }
+            Event::Captured {
+                payment,
+                payer,
+                payee,
+                asset: USD,
+                amount: amount(step),
+                captured_total,
+                released: Amount::ZERO
+            }
         );
         assert_eq!((t.balance(payer, USD), t.balance(payee, USD)), ((60, 40 - total), (total, 0)));
     }
@@ -535,7 +567,7 @@ fn void_by_the_payer_releases_the_hold() {
     let (mut t, payer, payee, payment) = authorized();
     assert_eq!(
         t.apply(void(payer, 2, payment)),
-        [Event::Voided { payment, payer, payee, released: amount(40) }, bc(payer, USD, 100, 0)]
+        [Event::Voided { payment, payer, payee, asset: USD, released: amount(40) }, bc(payer, USD, 100, 0)]
     );
     t.rejects(void(payee, 3, payment), RejectReason::AuthorizationClosed);
     t.rejects(capture(payee, 4, payment, USD, 1, false), RejectReason::AuthorizationClosed);
@@ -547,7 +579,7 @@ fn void_by_the_payee_releases_what_was_not_captured() {
     t.accepts(capture(payee, 2, payment, USD, 15, false));
     assert_eq!(
         t.apply(void(payee, 3, payment)),
-        [Event::Voided { payment, payer, payee, released: amount(25) }, bc(payer, USD, 85, 0)]
+        [Event::Voided { payment, payer, payee, asset: USD, released: amount(25) }, bc(payer, USD, 85, 0)]
     );
     assert_eq!(t.balance(payee, USD), (15, 0));
 }
@@ -558,9 +590,18 @@ fn void_and_expiry_release_the_hold_of_a_frozen_payer() {
     let second = t.pay(authorize(payer, 2, payee, USD, 50, t.now + HOUR));
     t.apply(freeze(payer));
     // Releasing a hold is not money entering or leaving the account.
-    assert_eq!(t.apply(void(payer, 3, first))[0], Event::Voided { payment: first, payer, payee, released: amount(40) });
+    assert_eq!(
+        t.apply(void(payer, 3, first))[0],
+        Event::Voided { payment: first, payer, payee, asset: USD, released: amount(40) }
+    );
     let events = t.tick_at(t.now + HOUR);
-    assert_eq!(events, [Event::AuthorizationExpired { payment: second, payer, payee, released: amount(50) }, bc(payer, USD, 100, 0)]);
+    assert_eq!(
+        events,
+        [
+            Event::AuthorizationExpired { payment: second, payer, payee, asset: USD, released: amount(50) },
+            bc(payer, USD, 100, 0)
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -584,7 +625,13 @@ fn tick_expires_an_authorization_at_its_expiry_not_before() {
     assert_eq!(t.tick_at(expires_at - 1), NOTHING);
     assert_eq!(t.balance(payer, USD), (60, 40));
     let events = t.tick_at(expires_at);
-    assert_eq!(events, [Event::AuthorizationExpired { payment, payer, payee, released: amount(40) }, bc(payer, USD, 100, 0)]);
+    assert_eq!(
+        events,
+        [
+            Event::AuthorizationExpired { payment, payer, payee, asset: USD, released: amount(40) },
+            bc(payer, USD, 100, 0)
+        ]
+    );
     assert_eq!(t.tick_at(expires_at + HOUR), NOTHING);
 }
 
@@ -598,7 +645,7 @@ fn expiry_runs_before_the_command_that_reaches_it() {
     let events = t.apply_at(expires_at, transfer(payer, 2, payee, USD, 100));
     let transferred =
         Event::Transferred { payment: PaymentId::new(2), from: payer, to: payee, asset: USD, amount: amount(100) };
-    let expired = Event::AuthorizationExpired { payment: held, payer, payee, released: amount(100) };
+    let expired = Event::AuthorizationExpired { payment: held, payer, payee, asset: USD, released: amount(100) };
     assert_eq!(events, [expired, transferred, bc(payer, USD, 0, 0), bc(payee, USD, 100, 0)]);
 }
 
@@ -606,7 +653,7 @@ fn expiry_runs_before_the_command_that_reaches_it() {
 fn capture_at_the_expiry_instant_is_too_late() {
     let (mut t, payer, payee, payment) = authorized();
     let events = t.apply_at(t.now + HOUR, capture(payee, 2, payment, USD, 40, false));
-    let expired = Event::AuthorizationExpired { payment, payer, payee, released: amount(40) };
+    let expired = Event::AuthorizationExpired { payment, payer, payee, asset: USD, released: amount(40) };
     let refused = rejected(CommandKind::Capture, RejectReason::AuthorizationExpired);
     assert_eq!(events, [expired, refused, bc(payer, USD, 100, 0)]);
     assert_eq!(t.balance(payee, USD), (0, 0));
@@ -621,7 +668,13 @@ fn authorizations_expire_soonest_first_then_by_payment_id() {
     let early = t.pay(authorize(payer, 2, payee, USD, 20, now + HOUR));
     let tied = t.pay(authorize(payer, 3, payee, USD, 30, now + HOUR));
     let events = t.tick_at(now + 3 * HOUR);
-    let expired = |payment, released| Event::AuthorizationExpired { payment, payer, payee, released: amount(released) };
+    let expired = |payment, released| Event::AuthorizationExpired {
+        payment,
+        payer,
+        payee,
+        asset: USD,
+        released: amount(released),
+    };
     assert_eq!(events, [expired(early, 20), expired(tied, 30), expired(late, 10), bc(payer, USD, 100, 0)]);
 }
 
@@ -630,7 +683,13 @@ fn expiry_after_a_partial_capture_releases_only_the_rest() {
     let (mut t, payer, payee, payment) = authorized();
     t.accepts(capture(payee, 2, payment, USD, 15, false));
     let events = t.tick_at(t.now + HOUR);
-    assert_eq!(events, [Event::AuthorizationExpired { payment, payer, payee, released: amount(25) }, bc(payer, USD, 85, 0)]);
+    assert_eq!(
+        events,
+        [
+            Event::AuthorizationExpired { payment, payer, payee, asset: USD, released: amount(25) },
+            bc(payer, USD, 85, 0)
+        ]
+    );
     // What was captured stays refundable.
     t.accepts(refund(payee, 3, payment, USD, 15));
     assert_eq!(t.balance(payer, USD), (100, 0));
@@ -717,11 +776,15 @@ fn refund_of_a_transfer_partial_then_the_rest() {
     let (payer, payee) = (t.funded(USD, 100), t.open());
     let payment = t.pay(transfer(payer, 1, payee, USD, 50));
     let events = t.apply(refund(payee, 2, payment, USD, 20));
-    let refunded = Event::Refunded { payment, payer, payee, amount: amount(20), refunded_total: amount(20) };
+    let refunded =
+        Event::Refunded { payment, payer, payee, asset: USD, amount: amount(20), refunded_total: amount(20) };
     assert_eq!(events, [refunded, bc(payee, USD, 30, 0), bc(payer, USD, 70, 0)]);
     t.rejects(refund(payee, 3, payment, USD, 31), RejectReason::ExceedsRefundable);
     let events = t.apply(refund(payee, 4, payment, USD, 30));
-    assert_eq!(events[0], Event::Refunded { payment, payer, payee, amount: amount(30), refunded_total: amount(50) });
+    assert_eq!(
+        events[0],
+        Event::Refunded { payment, payer, payee, asset: USD, amount: amount(30), refunded_total: amount(50) }
+    );
     t.rejects(refund(payee, 5, payment, USD, 1), RejectReason::ExceedsRefundable);
     assert_eq!((t.balance(payer, USD), t.balance(payee, USD)), ((100, 0), (0, 0)));
 }
@@ -736,7 +799,14 @@ fn refund_of_a_split_leg_is_bounded_by_that_leg() {
     t.rejects(refund(c, 2, second_leg, USD, 21), RejectReason::ExceedsRefundable);
     t.rejects(refund(b, 3, second_leg, USD, 1), RejectReason::NotParty);
     let events = t.apply(refund(c, 4, second_leg, USD, 20));
-    let refunded = Event::Refunded { payment: second_leg, payer, payee: c, amount: amount(20), refunded_total: amount(20) };
+    let refunded = Event::Refunded {
+        payment: second_leg,
+        payer,
+        payee: c,
+        asset: USD,
+        amount: amount(20),
+        refunded_total: amount(20),
+    };
     assert_eq!(events, [refunded, bc(c, USD, 100, 0), bc(payer, USD, 70, 0)]);
 }
 
@@ -747,7 +817,8 @@ fn refund_of_an_authorization_is_bounded_by_what_was_captured() {
     t.fund(payee, USD, 100);
     t.rejects(refund(payee, 3, payment, USD, 26), RejectReason::ExceedsRefundable);
     let events = t.apply(refund(payee, 4, payment, USD, 10));
-    let refunded = Event::Refunded { payment, payer, payee, amount: amount(10), refunded_total: amount(10) };
+    let refunded =
+        Event::Refunded { payment, payer, payee, asset: USD, amount: amount(10), refunded_total: amount(10) };
     assert_eq!(events, [refunded, bc(payee, USD, 115, 0), bc(payer, USD, 85, 0)]);
     t.accepts(refund(payee, 5, payment, USD, 15));
     t.rejects(refund(payee, 6, payment, USD, 1), RejectReason::ExceedsRefundable);

@@ -321,6 +321,7 @@ impl RefLedger {
                 payment: PaymentId::new(id),
                 payer: payment.payer,
                 payee: payment.payee,
+                asset: payment.asset,
                 released: amount(released),
             });
         }
@@ -522,6 +523,7 @@ impl RefLedger {
             payment: c.payment,
             payer: payment.payer,
             payee: payment.payee,
+            asset: payment.asset,
             amount: c.amount,
             captured_total: amount(captured_total),
             released: amount(released),
@@ -536,7 +538,13 @@ impl RefLedger {
         balance.held -= released;
         balance.available += released;
         self.payments.get_mut(&c.payment.get()).expect("checked above").state = RefState::Voided;
-        events.push(Event::Voided { payment: c.payment, payer: payment.payer, payee: payment.payee, released: amount(released) });
+        events.push(Event::Voided {
+            payment: c.payment,
+            payer: payment.payer,
+            payee: payment.payee,
+            asset: payment.asset,
+            released: amount(released),
+        });
         Ok(Some(c.payment))
     }
 
@@ -604,6 +612,7 @@ impl RefLedger {
             payment: c.payment,
             payer: payment.payer,
             payee: payment.payee,
+            asset: payment.asset,
             amount: c.amount,
             refunded_total: amount(record.refunded),
         });

@@ -1357,7 +1357,8 @@ fn prices_and_quantities_round_trip_through_decimals() {
     assert!(matches!(btc_usd.spec().parse_price(assets, "65050"), Err(PriceError::OffTick { .. })));
     assert!(matches!(btc_usd.spec().parse_price(assets, "0"), Err(PriceError::OutOfRange { .. })));
     assert!(matches!(btc_usd.spec().parse_price(assets, "sixty"), Err(PriceError::NotANumber { .. })));
-    let past_max = btc_usd.spec().price_to_decimal(assets, price(PRICE_TICKS_MAX)) + btc_usd.spec().price_increment(assets);
+    let past_max =
+        btc_usd.spec().price_to_decimal(assets, price(PRICE_TICKS_MAX)) + btc_usd.spec().price_increment(assets);
     assert!(matches!(btc_usd.spec().parse_price(assets, &past_max.to_string()), Err(PriceError::OutOfRange { .. })));
     assert_eq!(btc_usd.spec().parse_qty(assets, "0.0001"), Ok(qty(1)));
     assert_eq!(btc_usd.spec().parse_qty(assets, "0.5"), Ok(qty(5_000)));

@@ -236,7 +236,13 @@ impl Engine {
             let released = record.held();
             self.ledger.release(record.payer, record.asset, released);
             self.payments.close(payment, PaymentState::Expired);
-            out.push(Event::AuthorizationExpired { payment, payer: record.payer, payee: record.payee, released });
+            out.push(Event::AuthorizationExpired {
+                payment,
+                payer: record.payer,
+                payee: record.payee,
+                asset: record.asset,
+                released,
+            });
         }
     }
 

@@ -93,6 +93,7 @@ impl Engine {
             payment: command.payment,
             payer: record.payer,
             payee: record.payee,
+            asset: record.asset,
             amount: command.amount,
             captured_total,
             released,
@@ -110,7 +111,13 @@ impl Engine {
         let released = record.held();
         self.ledger.release(record.payer, record.asset, released);
         self.payments.close(command.payment, PaymentState::Voided);
-        out.push(Event::Voided { payment: command.payment, payer: record.payer, payee: record.payee, released });
+        out.push(Event::Voided {
+            payment: command.payment,
+            payer: record.payer,
+            payee: record.payee,
+            asset: record.asset,
+            released,
+        });
         Ok(Some(command.payment))
     }
 
@@ -179,6 +186,7 @@ impl Engine {
             payment: command.payment,
             payer: record.payer,
             payee: record.payee,
+            asset: record.asset,
             amount: command.amount,
             refunded_total,
         });
