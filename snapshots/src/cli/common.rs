@@ -87,10 +87,17 @@ fn storage_or_empty(dir: &Path) -> Result<Arc<dyn Storage>> {
     }
 }
 
-/// Reads and validates an engine configuration file.
+/// Reads and validates an engine configuration file: the engine's own (assets and
+/// markets at the top) or the server's (taking its `[engine]` table).
 pub(super) fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the engine configuration {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("in the configuration {}: not TOML", path.display()))?;
+    let text = match table.get("engine") {
+        Some(engine) => toml::to_string(engine).context("re-serialising [engine]")?,
+        None => text,
+    };
     Config::from_toml_str(&text).with_context(|| format!("in the engine configuration {}", path.display()))
 }
 

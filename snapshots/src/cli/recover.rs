@@ -1,8 +1,8 @@
 //! `recover`: the one subcommand that writes. Recovers with repair (a torn journal
 //! tail is cut and any segment after it removed, exactly as the server does on start),
 //! checks that the state reconciles, and writes a fresh snapshot at the last command
-//! applied, keeping the newest `--keep`. Stop the server first: nothing locks the
-//! data directory against it.
+//! applied, keeping the newest `--keep`. It takes the data directory's lock, so it
+//! refuses to run beside a server.
 
 use std::io::{Write, stdout};
 use std::process::ExitCode;
@@ -16,6 +16,7 @@ use super::common::{DataDir, head_origin, recover_head};
 
 pub(super) fn run(args: &RecoverArgs, quiet: bool) -> Result<ExitCode> {
     let dir = DataDir::open_for_repair(&args.data.data_dir)?;
+    let _lock = bourse_snapshots::datadir::DataDirLock::acquire(&dir.path)?;
     let recovered = recover_head(&dir, args.config.config.as_deref(), true, quiet)?;
     let mut out = stdout().lock();
     writeln!(out, "recovering {}", dir.path.display())?;
