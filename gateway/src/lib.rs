@@ -12,7 +12,14 @@
 //! - `auth`: API keys, request signatures, rate limits.
 //! - `client`: `bourse call`.
 
+pub mod api;
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod fix;
+pub mod http;
+pub mod hub;
+pub mod metrics;
 pub mod principal;
+pub mod server;
+pub mod view;
