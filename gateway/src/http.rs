@@ -93,6 +93,12 @@ fn json_response(status: u16, value: &Value) -> HttpResponse {
         .body(value.to_string())
 }
 
+fn json_text_response(status: u16, text: String) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type("application/json")
+        .body(text)
+}
+
 fn error_response(error: &ApiError, id: &Value) -> HttpResponse {
     let mut response = json_response(error.status, &error.to_reply(id));
     if let Some(ms) = error.retry_after_ms
@@ -239,9 +245,8 @@ async fn rpc_inner(req: &HttpRequest, body: &[u8], state: &AppState) -> HttpResp
         Op::Command { command, .. } => match state.hub.call(command).await {
             Ok(Some(delivery)) => {
                 let viewer = auth.as_ref().map_or(Principal::Admin, |auth| auth.principal.clone());
-                let reply = render::reply(&state.hub.view(), &id, &delivery, &viewer);
-                let status = if reply["ok"] == Value::Bool(true) { 200 } else { 422 };
-                json_response(status, &reply)
+                let (reply, ok) = render::reply(&state.hub.view(), &id, &delivery, &viewer);
+                json_text_response(if ok { 200 } else { 422 }, reply)
             }
             Ok(None) => error_response(&ApiError::unavailable("the server stopped before this command ran"), &id),
             Err(error) => {
@@ -473,7 +478,11 @@ impl WsSession {
     }
 
     async fn send(&mut self, value: &Value) {
-        let _ = self.ws.text(value.to_string()).await;
+        self.send_text(value.to_string()).await;
+    }
+
+    async fn send_text(&mut self, text: String) {
+        let _ = self.ws.text(text).await;
     }
 
     async fn on_text(&mut self, text: &[u8]) {
@@ -585,17 +594,17 @@ impl WsSession {
         match delivery {
             Delivery::Reply { request, .. } => {
                 let Some((id, started)) = self.pending.remove(request) else { return };
-                let value = render::reply(&self.state.hub.view(), &id, delivery, &viewer);
-                self.send(&value).await;
+                let (text, _) = render::reply(&self.state.hub.view(), &id, delivery, &viewer);
+                self.send_text(text).await;
                 self.state.hub.metrics.end_to_end(Transport::WebSocket).record(started.elapsed());
             }
             Delivery::Push { .. } => {
                 if !self.account_feed {
                     return;
                 }
-                let value = render::push(&self.state.hub.view(), delivery, &viewer);
-                if let Some(value) = value {
-                    self.send(&value).await;
+                let text = render::push(&self.state.hub.view(), delivery, &viewer);
+                if let Some(text) = text {
+                    self.send_text(text).await;
                 }
             }
         }

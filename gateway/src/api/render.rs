@@ -5,9 +5,10 @@
 
 use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, SelfTradePrevention, Side, TimeInForce};
 use bourse_core::event::{CancelReason, Event, Outcome};
-use bourse_core::ids::{AccountId, AssetId, Seq, Timestamp};
+use bourse_core::ids::{AccountId, AssetId, Reference, Seq, Timestamp};
 use bourse_core::money::Amount;
-use serde_json::{Map, Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
 
 use super::{reject_code, reject_message};
 use crate::hub::{Delivery, MarketUpdate};
@@ -16,17 +17,7 @@ use crate::view::{Bbo, MarketView, ReadModel};
 
 /// `2026-11-26T08:30:00.123456789Z` from command time.
 pub fn time(timestamp: Timestamp) -> String {
-    let nanos = timestamp.as_nanos();
-    let seconds = nanos / 1_000_000_000;
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        nanos % 1_000_000_000
-    )
+    Time(timestamp).to_string()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
@@ -117,102 +108,107 @@ impl<'a> Formatter<'a> {
             None => Value::from(qty.lots().to_string()),
         }
     }
-    /// Fees are in the market's quote asset.
-    fn fee(&self, market: MarketId, fee: Amount) -> Value {
-        match self.market(market) {
-            Some(view) => self.amount(view.spec.quote, fee),
-            None => Value::from(fee.minor_units().to_string()),
-        }
-    }
-
     /// An event as `viewer` may see it; `None` when it does not concern the viewer (or
     /// is market data, which has its own channels).
     #[allow(clippy::too_many_lines)]
-    pub fn event(&self, event: &Event, viewer: &Principal) -> Option<Value> {
+    pub fn event(&self, event: &Event, viewer: &Principal) -> Option<EventOut<'a>> {
         let sees = |account: AccountId| viewer.may_act_for(account);
-        let value = match *event {
-            Event::AccountOpened { account, owner, kyc_tier } => {
-                if !sees(account) {
-                    return None;
-                }
-                json!({"type": "account_opened", "account": account.get(), "owner": owner.get(), "kyc_tier": kyc_tier.get()})
+        let either = |one: AccountId, other: AccountId| sees(one) || sees(other);
+        let out = match *event {
+            Event::AccountOpened { account, owner, kyc_tier } if sees(account) => {
+                EventOut::AccountOpened { account: account.get(), owner: owner.get(), kyc_tier: kyc_tier.get() }
             }
-            Event::AccountFrozen { account } => {
-                if !sees(account) {
-                    return None;
-                }
-                json!({"type": "account_frozen", "account": account.get()})
+            Event::AccountFrozen { account } if sees(account) => EventOut::AccountFrozen { account: account.get() },
+            Event::AccountUnfrozen { account } if sees(account) => EventOut::AccountUnfrozen { account: account.get() },
+            Event::KycTierChanged { account, kyc_tier } if sees(account) => {
+                EventOut::KycTierChanged { account: account.get(), kyc_tier: kyc_tier.get() }
             }
-            Event::AccountUnfrozen { account } => {
-                if !sees(account) {
-                    return None;
+            Event::Deposited { account, asset, amount, reference } if sees(account) => EventOut::Deposited {
+                account: account.get(),
+                asset: self.code(asset),
+                amount: self.money(asset, amount),
+                reference,
+            },
+            Event::Withdrawn { account, asset, amount, reference } if sees(account) => EventOut::Withdrawn {
+                account: account.get(),
+                asset: self.code(asset),
+                amount: self.money(asset, amount),
+                reference,
+            },
+            Event::Transferred { payment, from, to, asset, amount } if either(from, to) => EventOut::Transferred {
+                payment: payment.get(),
+                from: from.get(),
+                to: to.get(),
+                asset: self.code(asset),
+                amount: self.money(asset, amount),
+            },
+            Event::Authorized { payment, payer, payee, asset, amount, expires_at } if either(payer, payee) => {
+                EventOut::Authorized {
+                    payment: payment.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    asset: self.code(asset),
+                    amount: self.money(asset, amount),
+                    expires_at: Time(expires_at),
                 }
-                json!({"type": "account_unfrozen", "account": account.get()})
             }
-            Event::KycTierChanged { account, kyc_tier } => {
-                if !sees(account) {
-                    return None;
+            Event::Captured { payment, payer, payee, asset, amount, captured_total, released }
+                if either(payer, payee) =>
+            {
+                EventOut::Captured {
+                    payment: payment.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    asset: self.code(asset),
+                    amount: self.money(asset, amount),
+                    captured_total: self.money(asset, captured_total),
+                    released: self.money(asset, released),
                 }
-                json!({"type": "kyc_tier_changed", "account": account.get(), "kyc_tier": kyc_tier.get()})
             }
-            Event::Deposited { account, asset, amount, reference }
-            | Event::Withdrawn { account, asset, amount, reference } => {
-                if !sees(account) {
-                    return None;
+            Event::Voided { payment, payer, payee, asset, released } if either(payer, payee) => EventOut::Voided {
+                payment: payment.get(),
+                payer: payer.get(),
+                payee: payee.get(),
+                asset: self.code(asset),
+                released: self.money(asset, released),
+            },
+            Event::AuthorizationExpired { payment, payer, payee, asset, released } if either(payer, payee) => {
+                EventOut::AuthorizationExpired {
+                    payment: payment.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    asset: self.code(asset),
+                    released: self.money(asset, released),
                 }
-                let kind = if matches!(event, Event::Deposited { .. }) { "deposited" } else { "withdrawn" };
-                json!({"type": kind, "account": account.get(), "asset": self.asset(asset), "amount": self.amount(asset, amount), "reference": reference.as_str()})
             }
-            Event::Transferred { payment, from, to, asset, amount } => {
-                if !sees(from) && !sees(to) {
-                    return None;
+            Event::SplitPaid { first_payment, payer, asset, total, legs } if sees(payer) => EventOut::SplitPaid {
+                first_payment: first_payment.get(),
+                payer: payer.get(),
+                asset: self.code(asset),
+                total: self.money(asset, total),
+                legs,
+            },
+            Event::Refunded { payment, payer, payee, asset, amount, refunded_total } if either(payer, payee) => {
+                EventOut::Refunded {
+                    payment: payment.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    asset: self.code(asset),
+                    amount: self.money(asset, amount),
+                    refunded_total: self.money(asset, refunded_total),
                 }
-                json!({"type": "transferred", "payment": payment.get(), "from": from.get(), "to": to.get(), "asset": self.asset(asset), "amount": self.amount(asset, amount)})
             }
-            Event::Authorized { payment, payer, payee, asset, amount, expires_at } => {
-                if !sees(payer) && !sees(payee) {
-                    return None;
-                }
-                json!({"type": "authorized", "payment": payment.get(), "payer": payer.get(), "payee": payee.get(), "asset": self.asset(asset), "amount": self.amount(asset, amount), "expires_at": time(expires_at)})
-            }
-            Event::Captured { payment, payer, payee, asset, amount, captured_total, released } => {
-                if !sees(payer) && !sees(payee) {
-                    return None;
-                }
-                json!({"type": "captured", "payment": payment.get(), "payer": payer.get(), "payee": payee.get(), "asset": self.asset(asset), "amount": self.amount(asset, amount), "captured_total": self.amount(asset, captured_total), "released": self.amount(asset, released)})
-            }
-            Event::Voided { payment, payer, payee, asset, released }
-            | Event::AuthorizationExpired { payment, payer, payee, asset, released } => {
-                if !sees(payer) && !sees(payee) {
-                    return None;
-                }
-                let kind = if matches!(event, Event::Voided { .. }) { "voided" } else { "authorization_expired" };
-                json!({"type": kind, "payment": payment.get(), "payer": payer.get(), "payee": payee.get(), "asset": self.asset(asset), "released": self.amount(asset, released)})
-            }
-            Event::SplitPaid { first_payment, payer, asset, total, legs } => {
-                if !sees(payer) {
-                    return None;
-                }
-                json!({"type": "split_paid", "first_payment": first_payment.get(), "payer": payer.get(), "asset": self.asset(asset), "total": self.amount(asset, total), "legs": legs})
-            }
-            Event::Refunded { payment, payer, payee, asset, amount, refunded_total } => {
-                if !sees(payer) && !sees(payee) {
-                    return None;
-                }
-                json!({"type": "refunded", "payment": payment.get(), "payer": payer.get(), "payee": payee.get(), "asset": self.asset(asset), "amount": self.amount(asset, amount), "refunded_total": self.amount(asset, refunded_total)})
-            }
-            Event::BalanceChanged { account, asset, available, held } => {
-                if !sees(account) {
-                    return None;
-                }
-                json!({"type": "balance", "account": account.get(), "asset": self.asset(asset), "available": self.amount(asset, available), "held": self.amount(asset, held)})
-            }
-            Event::MarketAdded { market, base, quote } => {
-                if !viewer.is_admin() {
-                    return None;
-                }
-                json!({"type": "market_added", "market": self.symbol(market), "base": self.asset(base), "quote": self.asset(quote)})
-            }
+            Event::BalanceChanged { account, asset, available, held } if sees(account) => EventOut::Balance {
+                account: account.get(),
+                asset: self.code(asset),
+                available: self.money(asset, available),
+                held: self.money(asset, held),
+            },
+            Event::MarketAdded { market, base, quote } if viewer.is_admin() => EventOut::MarketAdded {
+                market: self.symbol_str(market),
+                base: self.code(base),
+                quote: self.code(quote),
+            },
             Event::OrderAccepted {
                 order,
                 account,
@@ -222,12 +218,16 @@ impl<'a> Formatter<'a> {
                 qty,
                 time_in_force,
                 client_order_id,
-            } => {
-                if !sees(account) {
-                    return None;
-                }
-                json!({"type": "order_accepted", "order_id": order.get(), "account": account.get(), "market": self.symbol(market), "side": side(order_side), "price": price.map(|price| self.price(market, price)), "qty": self.qty(market, qty), "time_in_force": tif(time_in_force), "client_order_id": client_text(client_order_id)})
-            }
+            } if sees(account) => EventOut::OrderAccepted {
+                order_id: order.get(),
+                account: account.get(),
+                market: self.symbol_str(market),
+                side: side(order_side),
+                price: price.map(|price| self.price_of(market, price)),
+                qty: self.qty_of(market, qty),
+                time_in_force: tif(time_in_force),
+                client_order_id: client_order_id.map(ClientText),
+            },
             Event::Trade {
                 market,
                 market_seq,
@@ -243,110 +243,437 @@ impl<'a> Formatter<'a> {
                 maker_remaining,
                 taker_remaining,
             } => {
+                let fee_asset = self.market(market).map(|view| view.spec.quote);
+                let fee = |fee: Amount| fee_asset.map_or(Money::raw(fee), |asset| self.money(asset, fee));
                 // One fill per side the viewer is on; an operator sees the whole trade.
                 if viewer.is_admin() {
-                    json!({"type": "trade", "market": self.symbol(market), "market_seq": market_seq, "price": self.price(market, price), "qty": self.qty(market, qty), "taker_side": side(taker_side), "maker_order": maker_order.get(), "taker_order": taker_order.get(), "maker_account": maker_account.get(), "taker_account": taker_account.get(), "maker_fee": self.fee(market, maker_fee), "taker_fee": self.fee(market, taker_fee), "maker_remaining": self.qty(market, maker_remaining), "taker_remaining": self.qty(market, taker_remaining)})
-                } else if sees(taker_account) {
-                    json!({"type": "fill", "liquidity": "taker", "order_id": taker_order.get(), "account": taker_account.get(), "market": self.symbol(market), "market_seq": market_seq, "side": side(taker_side), "price": self.price(market, price), "qty": self.qty(market, qty), "fee": self.fee(market, taker_fee), "remaining": self.qty(market, taker_remaining)})
-                } else if sees(maker_account) {
-                    json!({"type": "fill", "liquidity": "maker", "order_id": maker_order.get(), "account": maker_account.get(), "market": self.symbol(market), "market_seq": market_seq, "side": side(taker_side.opposite()), "price": self.price(market, price), "qty": self.qty(market, qty), "fee": self.fee(market, maker_fee), "remaining": self.qty(market, maker_remaining)})
+                    EventOut::Trade {
+                        market: self.symbol_str(market),
+                        market_seq,
+                        price: self.price_of(market, price),
+                        qty: self.qty_of(market, qty),
+                        taker_side: side(taker_side),
+                        maker_order: maker_order.get(),
+                        taker_order: taker_order.get(),
+                        maker_account: maker_account.get(),
+                        taker_account: taker_account.get(),
+                        maker_fee: fee(maker_fee),
+                        taker_fee: fee(taker_fee),
+                        maker_remaining: self.qty_of(market, maker_remaining),
+                        taker_remaining: self.qty_of(market, taker_remaining),
+                    }
                 } else {
-                    return None;
+                    let (liquidity, order, account, fill_side, fill_fee, remaining) = if sees(taker_account) {
+                        ("taker", taker_order, taker_account, taker_side, taker_fee, taker_remaining)
+                    } else if sees(maker_account) {
+                        ("maker", maker_order, maker_account, taker_side.opposite(), maker_fee, maker_remaining)
+                    } else {
+                        return None;
+                    };
+                    EventOut::Fill {
+                        liquidity,
+                        order_id: order.get(),
+                        account: account.get(),
+                        market: self.symbol_str(market),
+                        market_seq,
+                        side: side(fill_side),
+                        price: self.price_of(market, price),
+                        qty: self.qty_of(market, qty),
+                        fee: fee(fill_fee),
+                        remaining: self.qty_of(market, remaining),
+                    }
                 }
             }
-            Event::OrderCancelled { order, account, market, remaining, reason } => {
-                if !sees(account) {
-                    return None;
+            Event::OrderCancelled { order, account, market, remaining, reason } if sees(account) => {
+                EventOut::OrderCancelled {
+                    order_id: order.get(),
+                    account: account.get(),
+                    market: self.symbol_str(market),
+                    remaining: self.qty_of(market, remaining),
+                    reason: cancel_reason(reason),
                 }
-                json!({"type": "order_cancelled", "order_id": order.get(), "account": account.get(), "market": self.symbol(market), "remaining": self.qty(market, remaining), "reason": cancel_reason(reason)})
             }
-            Event::OrderAmended { order, account, market, price, qty, priority_kept } => {
-                if !sees(account) {
-                    return None;
+            Event::OrderAmended { order, account, market, price, qty, priority_kept } if sees(account) => {
+                EventOut::OrderAmended {
+                    order_id: order.get(),
+                    account: account.get(),
+                    market: self.symbol_str(market),
+                    price: self.price_of(market, price),
+                    qty: self.qty_of(market, qty),
+                    priority_kept,
                 }
-                json!({"type": "order_amended", "order_id": order.get(), "account": account.get(), "market": self.symbol(market), "price": self.price(market, price), "qty": self.qty(market, qty), "priority_kept": priority_kept})
             }
-            Event::BookChanged { .. } | Event::Rejected { .. } | Event::Replayed { .. } => return None,
+            _ => return None,
         };
-        Some(value)
+        Some(out)
     }
 
     /// The events of one delivery that `viewer` may see.
-    pub fn events(&self, events: &[Event], viewer: &Principal) -> Vec<Value> {
+    pub fn events(&self, events: &[Event], viewer: &Principal) -> Vec<EventOut<'a>> {
         events.iter().filter_map(|event| self.event(event, viewer)).collect()
     }
+
+    fn code(&self, asset: AssetId) -> Code {
+        Code(self.view.assets().get(asset).map(bourse_core::asset::Asset::code))
+    }
+    fn money(&self, asset: AssetId, amount: Amount) -> Money {
+        match self.view.assets().get(asset) {
+            Some(asset) => Money::Decimal(asset.amount_to_decimal(amount)),
+            None => Money::raw(amount),
+        }
+    }
+    fn symbol_str(&self, market: MarketId) -> &'a str {
+        self.market(market).map_or("?", |market| market.symbol.as_str())
+    }
+    fn price_of(&self, market: MarketId, price: Price) -> Money {
+        match self.market(market) {
+            Some(view) => Money::Decimal(view.spec.price_to_decimal(self.view.assets(), price)),
+            None => Money::Raw(price.ticks()),
+        }
+    }
+    fn qty_of(&self, market: MarketId, qty: Qty) -> Money {
+        match self.market(market) {
+            Some(view) => Money::Decimal(view.spec.qty_to_decimal(self.view.assets(), qty)),
+            None => Money::Raw(qty.lots()),
+        }
+    }
+}
+
+/// An asset code, serialized as its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Code(Option<bourse_core::asset::AssetCode>);
+
+impl Serialize for Code {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(code) => serializer.serialize_str(code.as_str()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// A decimal amount, price or quantity, serialized as a string without an
+/// intermediate allocation (`collect_str` writes straight into the output).
+#[derive(Debug, Clone, Copy)]
+pub enum Money {
+    Decimal(rust_decimal::Decimal),
+    /// Minor units, ticks or lots, when the asset or market is unknown.
+    Raw(u64),
+}
+
+impl Money {
+    fn raw(amount: Amount) -> Self {
+        Money::Raw(amount.minor_units())
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Money::Decimal(decimal) => serializer.collect_str(decimal),
+            Money::Raw(units) => serializer.collect_str(units),
+        }
+    }
+}
+
+/// Command time as RFC 3339 UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct Time(pub Timestamp);
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nanos = self.0.as_nanos();
+        let seconds = nanos / 1_000_000_000;
+        let (days, rest) = (seconds / 86_400, seconds % 86_400);
+        let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60,
+            nanos % 1_000_000_000
+        )
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A client order id, serialized as its text.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientText(ClientOrderId);
+
+impl Serialize for ClientText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.0.get().to_be_bytes();
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+        match std::str::from_utf8(&bytes[..end]) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => serializer.collect_str(&self.0.get()),
+        }
+    }
+}
+
+/// An event as a client sees it (`"type"` first, then the fields in this order).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventOut<'a> {
+    AccountOpened {
+        account: u32,
+        owner: u64,
+        kyc_tier: u8,
+    },
+    AccountFrozen {
+        account: u32,
+    },
+    AccountUnfrozen {
+        account: u32,
+    },
+    KycTierChanged {
+        account: u32,
+        kyc_tier: u8,
+    },
+    Deposited {
+        account: u32,
+        asset: Code,
+        amount: Money,
+        reference: Reference,
+    },
+    Withdrawn {
+        account: u32,
+        asset: Code,
+        amount: Money,
+        reference: Reference,
+    },
+    Transferred {
+        payment: u64,
+        from: u32,
+        to: u32,
+        asset: Code,
+        amount: Money,
+    },
+    Authorized {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        asset: Code,
+        amount: Money,
+        expires_at: Time,
+    },
+    Captured {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        asset: Code,
+        amount: Money,
+        captured_total: Money,
+        released: Money,
+    },
+    Voided {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        asset: Code,
+        released: Money,
+    },
+    AuthorizationExpired {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        asset: Code,
+        released: Money,
+    },
+    SplitPaid {
+        first_payment: u64,
+        payer: u32,
+        asset: Code,
+        total: Money,
+        legs: u8,
+    },
+    Refunded {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        asset: Code,
+        amount: Money,
+        refunded_total: Money,
+    },
+    Balance {
+        account: u32,
+        asset: Code,
+        available: Money,
+        held: Money,
+    },
+    MarketAdded {
+        market: &'a str,
+        base: Code,
+        quote: Code,
+    },
+    OrderAccepted {
+        order_id: u64,
+        account: u32,
+        market: &'a str,
+        side: &'static str,
+        price: Option<Money>,
+        qty: Money,
+        time_in_force: &'static str,
+        client_order_id: Option<ClientText>,
+    },
+    Trade {
+        market: &'a str,
+        market_seq: u64,
+        price: Money,
+        qty: Money,
+        taker_side: &'static str,
+        maker_order: u64,
+        taker_order: u64,
+        maker_account: u32,
+        taker_account: u32,
+        maker_fee: Money,
+        taker_fee: Money,
+        maker_remaining: Money,
+        taker_remaining: Money,
+    },
+    Fill {
+        liquidity: &'static str,
+        order_id: u64,
+        account: u32,
+        market: &'a str,
+        market_seq: u64,
+        side: &'static str,
+        price: Money,
+        qty: Money,
+        fee: Money,
+        remaining: Money,
+    },
+    OrderCancelled {
+        order_id: u64,
+        account: u32,
+        market: &'a str,
+        remaining: Money,
+        reason: &'static str,
+    },
+    OrderAmended {
+        order_id: u64,
+        account: u32,
+        market: &'a str,
+        price: Money,
+        qty: Money,
+        priority_kept: bool,
+    },
+}
+
+/// The ids a command made or acted on.
+#[derive(Debug, Default, Serialize)]
+struct ResultOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorOut {
+    code: &'static str,
+    message: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplyOut<'a> {
+    id: &'a Value,
+    ok: bool,
+    seq: u64,
+    time: Time,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<ResultOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<EventOut<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct PushOut<'a> {
+    channel: &'static str,
+    seq: u64,
+    time: Time,
+    events: Vec<EventOut<'a>>,
 }
 
 fn client_text(client: Option<ClientOrderId>) -> Value {
     client.and_then(ClientOrderId::to_text).map_or(Value::Null, Value::from)
 }
 
-/// The reply to a command: `ok` with a short `result` and the events, or the
-/// engine's rejection as an error. Both carry the journal sequence number.
-pub fn reply(view: &ReadModel, id: &Value, delivery: &Delivery, viewer: &Principal) -> Value {
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|error| format!("{{\"ok\":false,\"error\":{{\"code\":\"internal\",\"message\":\"{error}\"}}}}"))
+}
+
+/// The reply to a command, as JSON text, and whether it is `ok`: a short `result` and
+/// the events, or the engine's rejection as an error. Both carry the journal sequence
+/// number.
+pub fn reply(view: &ReadModel, id: &Value, delivery: &Delivery, viewer: &Principal) -> (String, bool) {
     let applied = delivery.applied();
     let events = delivery.events();
-    let formatter = Formatter::new(view);
-    let mut reply = Map::new();
-    reply.insert("id".into(), id.clone());
-    let (ok, replayed) = match events.last() {
-        Some(Event::Rejected { reason, .. }) => (Err(*reason), false),
-        Some(Event::Replayed { original: Outcome::Rejected(reason), .. }) => (Err(*reason), true),
-        Some(Event::Replayed { .. }) => (Ok(()), true),
-        _ => (Ok(()), false),
+    let (rejected, replayed) = match events.last() {
+        Some(Event::Rejected { reason, .. }) => (Some(*reason), false),
+        Some(Event::Replayed { original: Outcome::Rejected(reason), .. }) => (Some(*reason), true),
+        Some(Event::Replayed { .. }) => (None, true),
+        _ => (None, false),
     };
-    reply.insert("ok".into(), Value::from(ok.is_ok()));
-    reply.insert("seq".into(), Value::from(applied.seq.get()));
-    reply.insert("time".into(), Value::from(time(applied.timestamp)));
-    if replayed {
-        reply.insert("replayed".into(), Value::from(true));
-    }
-    if let Err(reason) = ok {
-        reply.insert("error".into(), json!({"code": reject_code(reason), "message": reject_message(reason)}));
-    } else {
-        reply.insert("result".into(), Value::Object(result(events)));
-        reply.insert("events".into(), Value::Array(formatter.events(events, viewer)));
-    }
-    Value::Object(reply)
+    let formatter = Formatter::new(view);
+    let out = ReplyOut {
+        id,
+        ok: rejected.is_none(),
+        seq: applied.seq.get(),
+        time: Time(applied.timestamp),
+        replayed,
+        error: rejected.map(|reason| ErrorOut { code: reject_code(reason), message: reject_message(reason) }),
+        result: rejected.is_none().then(|| result(events)),
+        events: rejected.is_none().then(|| formatter.events(events, viewer)),
+    };
+    (to_json(&out), rejected.is_none())
 }
 
 /// The ids a command made or acted on, from its events.
-fn result(events: &[Event]) -> Map<String, Value> {
-    let mut result = Map::new();
+fn result(events: &[Event]) -> ResultOut {
+    let mut result = ResultOut::default();
     for event in events {
         match *event {
-            Event::AccountOpened { account, .. } => {
-                result.insert("account".into(), account.get().into());
-            }
-            Event::Transferred { payment, .. } | Event::Authorized { payment, .. }
-                if !result.contains_key("payment") =>
-            {
-                result.insert("payment".into(), payment.get().into());
+            Event::AccountOpened { account, .. } => result.account = Some(account.get()),
+            Event::Transferred { payment, .. } | Event::Authorized { payment, .. } if result.payment.is_none() => {
+                result.payment = Some(payment.get());
             }
             Event::Captured { payment, .. }
             | Event::Voided { payment, .. }
             | Event::Refunded { payment, .. }
             | Event::Replayed { original: Outcome::Accepted { payment: Some(payment) }, .. } => {
-                result.insert("payment".into(), payment.get().into());
+                result.payment = Some(payment.get());
             }
-            Event::OrderAccepted { order, .. } => {
-                result.insert("order_id".into(), order.get().into());
-            }
+            Event::OrderAccepted { order, .. } => result.order_id = Some(order.get()),
             _ => {}
         }
     }
     result
 }
 
-/// A push of another command's events (`channel: "account"`); `None` when nothing in
-/// it is the viewer's to see.
-pub fn push(view: &ReadModel, delivery: &Delivery, viewer: &Principal) -> Option<Value> {
+/// A push of another command's events (`channel: "account"`), as JSON text; `None`
+/// when nothing in it is the viewer's to see.
+pub fn push(view: &ReadModel, delivery: &Delivery, viewer: &Principal) -> Option<String> {
     let events = Formatter::new(view).events(delivery.events(), viewer);
     if events.is_empty() {
         return None;
     }
     let applied = delivery.applied();
-    Some(json!({"channel": "account", "seq": applied.seq.get(), "time": time(applied.timestamp), "events": events}))
+    Some(to_json(&PushOut { channel: "account", seq: applied.seq.get(), time: Time(applied.timestamp), events }))
 }
 
 /// Balances of an account.

@@ -18,8 +18,8 @@ use bourse_core::limits::AUTHORIZATION_DURATION_MAX;
 use bourse_core::market::{FeeRate, FeeSchedule, MarketSpec};
 use bourse_core::money::Amount;
 use serde::Deserialize;
-use serde::de::{self, DeserializeOwned, Visitor};
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeOwned, IgnoredAny, Visitor};
+use serde_json::Value;
 
 use super::ApiError;
 use crate::auth::Permission;
@@ -134,43 +134,50 @@ pub fn is_public(op: &str) -> bool {
     matches!(op, "markets" | "depth" | "trades" | "ping")
 }
 
-/// The client's id from a request that may not have parsed (to echo in the error).
-pub fn id_of(value: &Value) -> Value {
-    value.get("id").cloned().unwrap_or(Value::Null)
+/// The envelope: read first, everything else skipped.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    op: Value,
 }
 
-/// Parses `body` (one JSON request) against the current markets and assets. The
-/// error carries the client's id (when it could be read), to echo.
+/// Parses `body` (one JSON request) against the current markets and assets: the
+/// envelope first, then the body again straight into the op's parameter struct (no
+/// intermediate JSON tree). The error carries the client's id (when it could be
+/// read), to echo.
 #[allow(clippy::result_large_err, reason = "the error path is the malformed-input path; a box buys nothing")]
 pub fn parse(body: &[u8], view: &ReadModel) -> Result<Request, (Value, ApiError)> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| (Value::Null, ApiError::bad_request("malformed_json", format!("malformed JSON: {error}"))))?;
-    parse_value(value, view)
-}
-
-#[allow(clippy::result_large_err, reason = "as `parse`")]
-pub fn parse_value(value: Value, view: &ReadModel) -> Result<Request, (Value, ApiError)> {
-    let Value::Object(mut object) = value else {
-        return Err((Value::Null, ApiError::bad_request("invalid_request", "a request is a JSON object")));
-    };
-    let id = object.remove("id").unwrap_or(Value::Null);
+    let head: Head = serde_json::from_slice(body).map_err(|error| {
+        let error = match error.classify() {
+            serde_json::error::Category::Data => ApiError::bad_request(
+                "invalid_request",
+                "a request is a JSON object with \"op\" (and an optional \"id\")",
+            ),
+            _ => ApiError::bad_request("malformed_json", format!("malformed JSON: {error}")),
+        };
+        (Value::Null, error)
+    })?;
+    let id = head.id;
     if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
         return Err((Value::Null, ApiError::bad_request("invalid_request", "\"id\" must be a string or a number")));
     }
-    let op = match object.remove("op") {
-        Some(Value::String(op)) => op,
-        Some(_) => return Err((id, ApiError::bad_request("invalid_request", "\"op\" must be a string"))),
-        None => return Err((id, ApiError::bad_request("invalid_request", "missing \"op\" (what the request asks)"))),
+    let op = match head.op {
+        Value::String(op) => op,
+        Value::Null => {
+            return Err((id, ApiError::bad_request("invalid_request", "missing \"op\" (what the request asks)")));
+        }
+        _ => return Err((id, ApiError::bad_request("invalid_request", "\"op\" must be a string"))),
     };
-    match parse_op(&op, object, view) {
+    match parse_op(&op, body, view) {
         Ok(op) => Ok(Request { id, op }),
         Err(error) => Err((id, error)),
     }
 }
 
-fn params<T: DeserializeOwned>(op: &str, object: Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(object))
-        .map_err(|error| ApiError::bad_request("invalid_params", format!("{op}: {error}")))
+fn params<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::bad_request("invalid_params", format!("{op}: {error}")))
 }
 
 fn command(command: Command, acting_for: Option<AccountId>, permission: Permission) -> Op {
@@ -178,10 +185,10 @@ fn command(command: Command, acting_for: Option<AccountId>, permission: Permissi
 }
 
 #[allow(clippy::too_many_lines)]
-fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op, ApiError> {
+fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
     Ok(match op {
         "open_account" => {
-            let p: OpenAccountParams = params(op, object)?;
+            let p: OpenAccountParams = params(op, body)?;
             let kyc_tier = kyc(p.kyc_tier)?;
             command(
                 Command::OpenAccount(OpenAccount { owner: OwnerId::new(p.owner.0), kyc_tier }),
@@ -190,7 +197,7 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             )
         }
         "freeze_account" | "unfreeze_account" => {
-            let p: AccountParams = params(op, object)?;
+            let p: AccountParams = params(op, body)?;
             let account = account(p.account);
             let command = if op == "freeze_account" {
                 Command::FreezeAccount(FreezeAccount { account })
@@ -200,12 +207,12 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             Op::Command { command, acting_for: None, permission: Permission::Admin }
         }
         "set_kyc_tier" => {
-            let p: KycParams = params(op, object)?;
+            let p: KycParams = params(op, body)?;
             let kyc_tier = kyc(p.kyc_tier)?;
             command(Command::SetKycTier(SetKycTier { account: account(p.account), kyc_tier }), None, Permission::Admin)
         }
         "deposit" | "withdraw" => {
-            let p: FundingParams = params(op, object)?;
+            let p: FundingParams = params(op, body)?;
             let (asset, amount) = asset_amount(view, &p.asset, &p.amount, "amount")?;
             let reference = Reference::new(&p.reference).ok_or_else(|| {
                 invalid(format!(
@@ -223,14 +230,14 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             Op::Command { command, acting_for: None, permission: Permission::Admin }
         }
         "transfer" => {
-            let p: TransferParams = params(op, object)?;
+            let p: TransferParams = params(op, body)?;
             let (asset, amount) = asset_amount(view, &p.asset, &p.amount, "amount")?;
             let by = account(p.by);
             let transfer = Transfer { by, key: key(p.key.as_deref())?, to: account(p.to), asset, amount };
             command(Command::Transfer(transfer), Some(by), Permission::Pay)
         }
         "authorize" => {
-            let p: AuthorizeParams = params(op, object)?;
+            let p: AuthorizeParams = params(op, body)?;
             let (asset, amount) = asset_amount(view, &p.asset, &p.amount, "amount")?;
             let seconds = p.expires_in.map_or(DEFAULT_AUTHORIZATION_SECS, |seconds| seconds.0);
             let max_secs = AUTHORIZATION_DURATION_MAX.as_nanos() / 1_000_000_000;
@@ -244,7 +251,7 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::Authorize(authorize), Some(by), Permission::Pay)
         }
         "capture" => {
-            let p: CaptureParams = params(op, object)?;
+            let p: CaptureParams = params(op, body)?;
             let (asset, amount) = asset_amount(view, &p.asset, &p.amount, "amount")?;
             let by = account(p.by);
             let capture = Capture {
@@ -258,13 +265,13 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::Capture(capture), Some(by), Permission::Pay)
         }
         "void" => {
-            let p: VoidParams = params(op, object)?;
+            let p: VoidParams = params(op, body)?;
             let by = account(p.by);
             let void = Void { by, key: key(p.key.as_deref())?, payment: PaymentId::new(p.payment.0) };
             command(Command::Void(void), Some(by), Permission::Pay)
         }
         "split_payment" => {
-            let p: SplitParams = params(op, object)?;
+            let p: SplitParams = params(op, body)?;
             let (asset, _) = find_asset(view, &p.asset)?;
             let legs = p
                 .legs
@@ -284,7 +291,7 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             )
         }
         "refund" => {
-            let p: RefundParams = params(op, object)?;
+            let p: RefundParams = params(op, body)?;
             let (asset, amount) = asset_amount(view, &p.asset, &p.amount, "amount")?;
             let by = account(p.by);
             let refund =
@@ -292,7 +299,7 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::Refund(refund), Some(by), Permission::Pay)
         }
         "add_market" => {
-            let p: AddMarketParams = params(op, object)?;
+            let p: AddMarketParams = params(op, body)?;
             let (base, _) = find_asset(view, &p.base)?;
             let (quote, _) = find_asset(view, &p.quote)?;
             let qty = |lots: u64, name: &str| {
@@ -318,7 +325,7 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::AddMarket(AddMarket { spec }), None, Permission::Admin)
         }
         "place_order" => {
-            let p: PlaceOrderParams = params(op, object)?;
+            let p: PlaceOrderParams = params(op, body)?;
             let market = find_market(view, &p.market)?;
             let assets = view.assets();
             let price = match (&p.order_type, &p.price) {
@@ -359,20 +366,20 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::PlaceOrder(place), Some(by), Permission::Trade)
         }
         "cancel_order" => {
-            let p: OrderRefParams = params(op, object)?;
+            let p: OrderRefParams = params(op, body)?;
             let by = account(p.by);
             let order = order_ref(p.order_id, p.client_order_id.as_deref())?;
             command(Command::CancelOrder(CancelOrder { by, order }), Some(by), Permission::Trade)
         }
         "cancel_all" => {
-            let p: CancelAllParams = params(op, object)?;
+            let p: CancelAllParams = params(op, body)?;
             let by = account(p.by);
             let market =
                 p.market.as_deref().map(|symbol| find_market(view, symbol).map(|market| market.id)).transpose()?;
             command(Command::CancelAll(CancelAll { by, market }), Some(by), Permission::Trade)
         }
         "amend_order" => {
-            let p: AmendParams = params(op, object)?;
+            let p: AmendParams = params(op, body)?;
             let by = account(p.by);
             let order = order_ref(p.order_id, p.client_order_id.as_deref())?;
             // The order's market gives the grid; an unknown order is the engine's to refuse.
@@ -405,27 +412,27 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             command(Command::AmendOrder(amend), Some(by), Permission::Trade)
         }
         "balances" | "orders" => {
-            let p: AccountParams = params(op, object)?;
+            let p: AccountParams = params(op, body)?;
             let account = account(p.account);
             if op == "balances" { Op::Balances { account } } else { Op::Orders { account } }
         }
         "markets" => {
-            let _: Empty = params(op, object)?;
+            let _: Empty = params(op, body)?;
             Op::Markets
         }
         "depth" => {
-            let p: DepthParams = params(op, object)?;
+            let p: DepthParams = params(op, body)?;
             Op::Depth { market: p.market, levels: p.levels.map_or(20, |levels| levels.0 as usize).min(1_000) }
         }
         "trades" => {
-            let p: TradesParams = params(op, object)?;
+            let p: TradesParams = params(op, body)?;
             Op::Trades {
                 market: p.market,
                 limit: p.limit.map_or(50, |limit| limit.0 as usize).min(crate::view::RECENT_TRADES),
             }
         }
         "create_key" => {
-            let p: CreateKeyParams = params(op, object)?;
+            let p: CreateKeyParams = params(op, body)?;
             if p.permissions.is_empty() {
                 return Err(invalid("create_key needs at least one permission (read, trade, pay, admin)"));
             }
@@ -433,19 +440,19 @@ fn parse_op(op: &str, object: Map<String, Value>, view: &ReadModel) -> Result<Op
             Op::CreateKey { permissions: p.permissions, accounts, label: p.label.unwrap_or_default() }
         }
         "revoke_key" => {
-            let p: RevokeKeyParams = params(op, object)?;
+            let p: RevokeKeyParams = params(op, body)?;
             Op::RevokeKey { key_id: p.key_id }
         }
         "list_keys" => {
-            let _: Empty = params(op, object)?;
+            let _: Empty = params(op, body)?;
             Op::ListKeys
         }
         "login" => {
-            let p: LoginParams = params(op, object)?;
+            let p: LoginParams = params(op, body)?;
             Op::Login { key: p.key, timestamp: p.timestamp.0, nonce: p.nonce, signature: p.signature }
         }
         "subscribe" | "unsubscribe" => {
-            let p: SubscribeParams = params(op, object)?;
+            let p: SubscribeParams = params(op, body)?;
             if p.channel != Channel::Account && p.market.is_none() {
                 return Err(invalid(format!("channel {:?} needs a market", p.channel)));
             }
@@ -601,11 +608,20 @@ impl std::ops::Deref for DecimalText {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Empty {}
+struct Empty {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OpenAccountParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     owner: Num,
     kyc_tier: Option<Num>,
 }
@@ -613,12 +629,20 @@ struct OpenAccountParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccountParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     account: Num,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KycParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     account: Num,
     kyc_tier: Option<Num>,
 }
@@ -626,6 +650,10 @@ struct KycParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FundingParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     account: Num,
     asset: String,
     amount: DecimalText,
@@ -636,6 +664,10 @@ struct FundingParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransferParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     to: Num,
     asset: String,
@@ -646,6 +678,10 @@ struct TransferParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuthorizeParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     payee: Num,
     asset: String,
@@ -658,6 +694,10 @@ struct AuthorizeParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaptureParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     payment: Num,
     asset: String,
@@ -670,6 +710,10 @@ struct CaptureParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoidParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     payment: Num,
     key: Option<String>,
@@ -685,6 +729,10 @@ struct LegParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SplitParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     asset: String,
     legs: Vec<LegParams>,
@@ -694,6 +742,10 @@ struct SplitParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefundParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     payment: Num,
     asset: String,
@@ -711,6 +763,10 @@ struct FeeParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddMarketParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     base: String,
     quote: String,
     lot: u64,
@@ -732,6 +788,10 @@ enum OrderType {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlaceOrderParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     market: String,
     #[serde(deserialize_with = "side")]
@@ -753,6 +813,10 @@ struct PlaceOrderParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrderRefParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     order_id: Option<Num>,
     client_order_id: Option<String>,
@@ -761,6 +825,10 @@ struct OrderRefParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelAllParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     market: Option<String>,
 }
@@ -768,6 +836,10 @@ struct CancelAllParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AmendParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     by: Num,
     order_id: Option<Num>,
     client_order_id: Option<String>,
@@ -778,6 +850,10 @@ struct AmendParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DepthParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     market: String,
     levels: Option<Num>,
 }
@@ -785,6 +861,10 @@ struct DepthParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TradesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     market: String,
     limit: Option<Num>,
 }
@@ -792,6 +872,10 @@ struct TradesParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKeyParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     permissions: Vec<Permission>,
     #[serde(default)]
     accounts: Vec<Num>,
@@ -801,12 +885,20 @@ struct CreateKeyParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeKeyParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     key_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     key: String,
     timestamp: Num,
     nonce: String,
@@ -816,6 +908,10 @@ struct LoginParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
     channel: Channel,
     market: Option<String>,
 }
