@@ -259,6 +259,10 @@ impl Hub {
         let mut targets: SmallVec<[SessionId; 8]> = SmallVec::new();
         while let Ok(batch) = batches.recv() {
             self.publisher_queue.store(batches.len(), Ordering::Relaxed);
+            if !batch.items.is_empty() {
+                let count = batch.items.len() as u64;
+                self.metrics.engine.record_nanos_n(batch.apply_ns / count, count);
+            }
             let batch = Arc::new(batch);
             updates.clear();
             self.update_view(&batch, &mut updates);

@@ -57,24 +57,29 @@ pub enum Transport {
 
 const TRANSPORTS: [&str; 3] = ["websocket", "fix", "http"];
 
-/// A latency histogram from 1 µs to 60 s, 3 significant digits.
+/// A latency histogram from 1 ns to 60 s, 3 significant digits.
 #[derive(Debug)]
 pub struct Latency(Mutex<Histogram<u64>>);
 
 impl Default for Latency {
     fn default() -> Self {
-        Self(Mutex::new(Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid histogram bounds")))
+        Self(Mutex::new(Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")))
     }
 }
 
 impl Latency {
     pub fn record(&self, elapsed: Duration) {
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).clamp(1_000, 60_000_000_000);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).clamp(1, 60_000_000_000);
         self.0.lock().saturating_record(nanos);
     }
 
     pub fn record_nanos(&self, nanos: u64) {
-        self.0.lock().saturating_record(nanos.clamp(1_000, 60_000_000_000));
+        self.0.lock().saturating_record(nanos.clamp(1, 60_000_000_000));
+    }
+
+    /// Records `count` values of `nanos` (clamped to the histogram's range).
+    pub fn record_nanos_n(&self, nanos: u64, count: u64) {
+        let _ = self.0.lock().record_n(nanos.clamp(1, 60_000_000_000), count);
     }
 
     /// (count, sum in seconds, [(quantile, seconds)]).
@@ -104,6 +109,8 @@ pub struct Metrics {
     market_data_updates: AtomicU64,
     /// From the sequencer's stamp to the publisher: journal, durability and engine.
     pub pipeline: Latency,
+    /// The engine's apply time per command (each command counted at its batch's mean).
+    pub engine: Latency,
     /// From the gateway reading a request to writing its reply, per transport.
     pub end_to_end: [Latency; 3],
 }

@@ -39,8 +39,7 @@ impl DataDirLock {
     pub fn acquire(dir: &Path) -> Result<Self, LockError> {
         let path = dir.join("LOCK");
         let io_error = |source| LockError::Io { path: path.clone(), source };
-        let file =
-            std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(io_error)?;
+        let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(io_error)?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Busy(dir.to_path_buf())),

@@ -97,6 +97,9 @@ pub struct Applied {
 pub struct AppliedBatch {
     pub items: Vec<Applied>,
     pub events: Vec<Event>,
+    /// Time the engine spent applying the batch (one clock read per batch, not per
+    /// command).
+    pub apply_ns: u64,
 }
 
 impl AppliedBatch {
@@ -427,8 +430,11 @@ impl EngineLoop {
         let mut last_snapshot = Instant::now();
         while let Ok(ToEngine::Batch(batch)) = from_sequencer.recv() {
             let started = Instant::now();
-            let mut output =
-                AppliedBatch { items: Vec::with_capacity(batch.len()), events: Vec::with_capacity(batch.len() * 4) };
+            let mut output = AppliedBatch {
+                items: Vec::with_capacity(batch.len()),
+                events: Vec::with_capacity(batch.len() * 4),
+                apply_ns: 0,
+            };
             for (index, (command, token)) in batch.iter().enumerate() {
                 if let Some((ahead, _)) = batch.get(index + PREFETCH_DISTANCE) {
                     self.engine.prefetch(ahead);
@@ -443,7 +449,8 @@ impl EngineLoop {
                     events: start..output.events.len(),
                 });
             }
-            self.stats.engine_apply_ns_total.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            output.apply_ns = started.elapsed().as_nanos() as u64;
+            self.stats.engine_apply_ns_total.fetch_add(output.apply_ns, Ordering::Relaxed);
             since_snapshot += batch.len() as u64;
             if self.output.send(output).is_err() {
                 info!("runtime output closed");
