@@ -211,6 +211,13 @@ impl Metrics {
             "",
             &self.pipeline,
         );
+        summary(
+            &mut out,
+            "bourse_engine_command_seconds",
+            "Engine apply time per command (each command counted at its batch's mean).",
+            "",
+            &self.engine,
+        );
         header(
             &mut out,
             "bourse_end_to_end_latency_seconds",
@@ -362,12 +369,15 @@ mod tests {
         metrics.rejection(RejectReason::InsufficientFunds);
         metrics.gateway_error("bad_signature");
         metrics.end_to_end(Transport::WebSocket).record(Duration::from_micros(250));
+        metrics.engine.record_nanos_n(180, 4);
         let text = metrics.render(&RuntimeStats::default(), 0);
         assert!(text.contains("bourse_commands_total{kind=\"Transfer\",outcome=\"accepted\"} 1"), "{text}");
         assert!(text.contains("bourse_rejections_total{reason=\"InsufficientFunds\"} 1"));
         assert!(text.contains("bourse_gateway_errors_total{code=\"bad_signature\"} 1"));
         assert!(text.contains("bourse_end_to_end_latency_seconds_count{transport=\"websocket\"} 1"));
         assert!(text.contains("bourse_snapshot_age_seconds -1"));
+        assert!(text.contains("bourse_engine_command_seconds_count 4"), "{text}");
+        assert!(text.contains("bourse_engine_command_seconds{quantile=\"0.5\"} 1.8e-7"), "{text}");
         // Every sample line is `name{labels} value` with a parseable value.
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
