@@ -4,7 +4,7 @@
 //! of every applied batch, in sequence order, so it is never ahead of what clients
 //! were told and at most one batch behind the engine.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bourse_core::Engine;
 use bourse_core::asset::AssetTable;
@@ -101,6 +101,10 @@ pub struct ReadModel {
     markets: Vec<MarketView>,
     by_symbol: HashMap<String, MarketId>,
     orders: HashMap<OrderId, OrderView>,
+    /// Open orders by account, in order id order.
+    by_account: HashMap<AccountId, BTreeSet<OrderId>>,
+    /// Open orders by (account, client order id).
+    by_client: HashMap<(AccountId, ClientOrderId), OrderId>,
     last_seq: Option<Seq>,
     last_timestamp: Timestamp,
 }
@@ -137,6 +141,8 @@ impl ReadModel {
             markets: Vec::new(),
             by_symbol: HashMap::new(),
             orders: HashMap::new(),
+            by_account: HashMap::new(),
+            by_client: HashMap::new(),
             last_seq: engine.last_seq(),
             last_timestamp: engine.now(),
         };
@@ -164,7 +170,7 @@ impl ReadModel {
                 remaining: node.remaining(),
                 client_order_id: node.client_order_id(),
             };
-            model.orders.insert(order.id, order);
+            model.insert_order(order);
         }
         model
     }
@@ -201,10 +207,35 @@ impl ReadModel {
     }
     /// The open orders of `account`, oldest first.
     pub fn open_orders(&self, account: AccountId) -> Vec<OrderView> {
-        let mut orders: Vec<OrderView> =
-            self.orders.values().filter(|order| order.account == account).copied().collect();
-        orders.sort_unstable_by_key(|order| order.id);
-        orders
+        self.by_account
+            .get(&account)
+            .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).copied().collect())
+            .unwrap_or_default()
+    }
+    /// The open order of `account` with this client order id.
+    pub fn order_by_client(&self, account: AccountId, client: ClientOrderId) -> Option<&OrderView> {
+        self.by_client.get(&(account, client)).and_then(|id| self.orders.get(id))
+    }
+
+    fn insert_order(&mut self, order: OrderView) {
+        self.by_account.entry(order.account).or_default().insert(order.id);
+        if let Some(client) = order.client_order_id {
+            self.by_client.insert((order.account, client), order.id);
+        }
+        self.orders.insert(order.id, order);
+    }
+
+    fn remove_order(&mut self, id: OrderId) {
+        let Some(order) = self.orders.remove(&id) else { return };
+        if let Some(ids) = self.by_account.get_mut(&order.account) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_account.remove(&order.account);
+            }
+        }
+        if let Some(client) = order.client_order_id {
+            self.by_client.remove(&(order.account, client));
+        }
     }
     pub fn last_seq(&self) -> Option<Seq> {
         self.last_seq
@@ -247,7 +278,7 @@ impl ReadModel {
                 // cancel that follow say otherwise.
                 if let Some(price) = price {
                     let view = OrderView { id: order, account, market, side, price, remaining: qty, client_order_id };
-                    self.orders.insert(order, view);
+                    self.insert_order(view);
                 }
             }
             Event::Trade {
@@ -264,7 +295,7 @@ impl ReadModel {
             } => {
                 for (order, remaining) in [(maker_order, maker_remaining), (taker_order, taker_remaining)] {
                     if remaining.is_zero() {
-                        self.orders.remove(&order);
+                        self.remove_order(order);
                     } else if let Some(view) = self.orders.get_mut(&order) {
                         view.remaining = remaining;
                     }
@@ -277,9 +308,7 @@ impl ReadModel {
                     view.market_seq = view.market_seq.max(market_seq);
                 }
             }
-            Event::OrderCancelled { order, .. } => {
-                self.orders.remove(&order);
-            }
+            Event::OrderCancelled { order, .. } => self.remove_order(order),
             Event::OrderAmended { order, price, qty, .. } => {
                 if let Some(view) = self.orders.get_mut(&order) {
                     view.price = price;
@@ -317,6 +346,143 @@ impl ReadModel {
     fn with_account(&mut self, account: AccountId, change: impl FnOnce(&mut AccountView)) {
         if let Some(view) = self.accounts.get_mut(account.get() as usize) {
             change(view);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, Side, TimeInForce};
+    use bourse_core::command::{AmendOrder, SequencedCommand};
+    use bourse_core::command::{CancelOrder, Command, Deposit, OpenAccount, OrderRef, OrderSize, PlaceOrder, Transfer};
+    use bourse_core::config::Config;
+    use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, Reference, Seq, Timestamp};
+    use bourse_core::money::Amount;
+    use bourse_core::{Capacity, Engine};
+    use proptest::prelude::*;
+
+    use super::ReadModel;
+
+    const CONFIG: &str = r#"
+[[assets]]
+code = "USD"
+scale = 2
+[[assets]]
+code = "BTC"
+scale = 8
+[[markets]]
+base = "BTC"
+quote = "USD"
+lot = 1000000
+tick = 1
+qty_min = 1
+qty_max = 1000
+fees = [{ maker_bps = 10, taker_bps = 20 }]
+"#;
+    const ACCOUNTS: u32 = 4;
+
+    /// Small random commands on four funded accounts: orders that cross, cancels and
+    /// amends by id and client id, transfers.
+    fn command(op: (u8, u32, u64, u64, bool)) -> Command {
+        let (kind, account, a, b, flag) = op;
+        let by = AccountId::new(account % ACCOUNTS);
+        let side = if flag { Side::Buy } else { Side::Sell };
+        let client = ClientOrderId::new(u128::from(a % 6 + 1));
+        match kind % 5 {
+            0 | 1 => Command::PlaceOrder(PlaceOrder {
+                by,
+                market: MarketId::new(0),
+                side,
+                price: Price::new(100 + a % 8),
+                size: OrderSize::Qty(Qty::new(b % 5 + 1).expect("small")),
+                time_in_force: if b % 7 == 0 { TimeInForce::Ioc } else { TimeInForce::Gtc },
+                post_only: false,
+                stp: None,
+                client_order_id: if b % 2 == 0 { client } else { None },
+            }),
+            2 => Command::CancelOrder(CancelOrder {
+                by,
+                order: if flag {
+                    OrderRef::Id(bourse_core::book::OrderId::new(a % 40 + 1))
+                } else {
+                    OrderRef::Client(client.expect("non-zero"))
+                },
+            }),
+            3 => Command::AmendOrder(AmendOrder {
+                by,
+                order: OrderRef::Id(bourse_core::book::OrderId::new(a % 40 + 1)),
+                price: if flag { Price::new(100 + b % 8) } else { None },
+                qty: Qty::new(b % 4 + 1),
+            }),
+            _ => Command::Transfer(Transfer {
+                by,
+                key: IdempotencyKey::new(u128::from(a) << 32 | u128::from(b)),
+                to: AccountId::new((account + 1) % ACCOUNTS),
+                asset: AssetId::new((a % 2) as u16),
+                amount: Amount::new(b % 1_000 + 1).expect("small"),
+            }),
+        }
+    }
+
+    fn funding() -> Vec<Command> {
+        let mut commands = Vec::new();
+        for account in 0..ACCOUNTS {
+            commands.push(Command::OpenAccount(OpenAccount {
+                owner: OwnerId::new(u64::from(account)),
+                kyc_tier: KycTier::new(0).expect("tier 0"),
+            }));
+            for (asset, amount) in [(0_u16, 10_000_000_u64), (1, 10_000_000_000)] {
+                commands.push(Command::Deposit(Deposit {
+                    account: AccountId::new(account),
+                    key: IdempotencyKey::new(u128::from(account) * 10 + u128::from(asset) + 1),
+                    asset: AssetId::new(asset),
+                    amount: Amount::new(amount).expect("in range"),
+                    reference: Reference::new("seed").expect("short"),
+                }));
+            }
+        }
+        commands
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The read model kept from events equals the read model built from the engine.
+        #[test]
+        fn the_model_kept_from_events_equals_the_model_of_the_engine(
+            ops in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()), 1..300)
+        ) {
+            let config = Config::from_toml_str(CONFIG).unwrap();
+            let capacity = Capacity { accounts: 16, payments: 4_096, idempotency_keys: 4_096, orders: 1_024 };
+            let mut engine = Engine::with_capacity(&config, capacity);
+            let mut model = ReadModel::from_engine(&engine);
+            let mut events = Vec::new();
+            let commands = funding().into_iter().chain(ops.into_iter().map(command));
+            for (index, command) in commands.enumerate() {
+                let seq = Seq::new(index as u64 + 1);
+                let timestamp = Timestamp::from_nanos(1_000_000_000 + index as u64);
+                events.clear();
+                engine.apply(&SequencedCommand { seq, timestamp, command }, &mut events);
+                model.apply(seq, timestamp, &events, None);
+            }
+            let rebuilt = ReadModel::from_engine(&engine);
+            prop_assert_eq!(model.account_count(), rebuilt.account_count());
+            for account in 0..ACCOUNTS {
+                let account = AccountId::new(account);
+                let (kept, built) = (model.account(account).unwrap(), rebuilt.account(account).unwrap());
+                prop_assert_eq!(&kept.balances, &built.balances);
+                prop_assert_eq!(model.open_orders(account), rebuilt.open_orders(account));
+                for order in rebuilt.open_orders(account) {
+                    if let Some(client) = order.client_order_id {
+                        prop_assert_eq!(model.order_by_client(account, client), Some(&order));
+                    }
+                }
+            }
+            let (kept, built) = (&model.markets()[0], &rebuilt.markets()[0]);
+            prop_assert_eq!(&kept.bids, &built.bids);
+            prop_assert_eq!(&kept.asks, &built.asks);
+            prop_assert_eq!(kept.market_seq, built.market_seq);
+            prop_assert_eq!(kept.bbo(), built.bbo());
         }
     }
 }

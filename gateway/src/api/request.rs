@@ -385,11 +385,7 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
             // The order's market gives the grid; an unknown order is the engine's to refuse.
             let market = match order {
                 OrderRef::Id(id) => view.order(id).map(|order| order.market),
-                OrderRef::Client(client) => view
-                    .open_orders(by)
-                    .iter()
-                    .find(|order| order.client_order_id == Some(client))
-                    .map(|order| order.market),
+                OrderRef::Client(client) => view.order_by_client(by, client).map(|order| order.market),
             };
             let market = market.and_then(|market| view.market(market));
             let (price, qty) = match market {
