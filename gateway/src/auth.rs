@@ -899,8 +899,12 @@ impl Authenticated {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifierConfig {
-    /// A request's timestamp may be this far from the server clock, either way.
+    /// A request's timestamp may be this far behind the server clock…
     pub timestamp_window_ms: u64,
+    /// …and this far ahead of it. Kept small: nonces live only in memory, so after a
+    /// restart the server refuses every timestamp up to `start + future_skew_ms`, and a
+    /// request stamped further ahead could otherwise be replayed across a restart.
+    pub future_skew_ms: u64,
     /// Token bucket per key: tokens added per second…
     pub requests_per_second: NonZeroU32,
     /// …and the bucket's size.
@@ -911,6 +915,7 @@ impl Default for VerifierConfig {
     fn default() -> Self {
         VerifierConfig {
             timestamp_window_ms: 30_000,
+            future_skew_ms: 2_000,
             requests_per_second: NonZeroU32::new(50).expect("50 is not zero"),
             burst: NonZeroU32::new(100).expect("100 is not zero"),
         }
@@ -1152,7 +1157,8 @@ impl<C: Clock + Clone> Verifier<C> {
     }
 
     fn check_timestamp(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
-        let window_ms = self.config.timestamp_window_ms;
+        let window_ms =
+            if timestamp_ms > now_ms { self.config.future_skew_ms } else { self.config.timestamp_window_ms };
         if timestamp_ms.abs_diff(now_ms) <= window_ms {
             return Ok(());
         }
@@ -1347,12 +1353,13 @@ mod tests {
         assert_eq!(behind, AuthError::StaleTimestamp { skew_ms: -30_001, window_ms: 30_000 });
         assert_eq!((behind.code(), behind.http_status()), ("stale_timestamp", 401));
         assert!(behind.to_string().contains("30001 ms behind the server clock"), "{behind}");
-        let ahead = check(&verifier, &credentials, NOW_MS + 45_000, "nonce-0002", BODY, NOW_MS).unwrap_err();
-        assert_eq!(ahead, AuthError::StaleTimestamp { skew_ms: 45_000, window_ms: 30_000 });
-        assert!(ahead.to_string().contains("45000 ms ahead of the server clock"), "{ahead}");
+        // Ahead, the allowance is the small future skew, not the window.
+        let ahead = check(&verifier, &credentials, NOW_MS + 2_001, "nonce-0002", BODY, NOW_MS).unwrap_err();
+        assert_eq!(ahead, AuthError::StaleTimestamp { skew_ms: 2_001, window_ms: 2_000 });
+        assert!(ahead.to_string().contains("2001 ms ahead of the server clock"), "{ahead}");
         // The edges of the window are inside it.
         assert!(check(&verifier, &credentials, NOW_MS - 30_000, "nonce-0003", BODY, NOW_MS).is_ok());
-        assert!(check(&verifier, &credentials, NOW_MS + 30_000, "nonce-0004", BODY, NOW_MS).is_ok());
+        assert!(check(&verifier, &credentials, NOW_MS + 2_000, "nonce-0004", BODY, NOW_MS).is_ok());
     }
 
     #[test]
@@ -1439,6 +1446,7 @@ mod tests {
         let fx = fixture();
         let config = VerifierConfig {
             timestamp_window_ms: 1_000,
+            future_skew_ms: 1_000,
             requests_per_second: NonZeroU32::new(1).unwrap(),
             burst: NonZeroU32::new(1).unwrap(),
         };

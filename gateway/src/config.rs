@@ -73,9 +73,13 @@ pub struct ServerSection {
     /// …and the bucket's size.
     #[serde(default = "default_rate_burst")]
     pub rate_burst: u32,
-    /// How far a signed request's timestamp may be from the server's clock.
+    /// How far a signed request's timestamp may be behind the server's clock…
     #[serde(default = "default_signature_window_secs")]
     pub signature_window_secs: u64,
+    /// …and ahead of it, in milliseconds. Also how long after a restart requests are
+    /// refused (the previous process's nonces are gone).
+    #[serde(default = "default_signature_future_ms")]
+    pub signature_future_ms: u64,
     /// actix-web worker threads (0: one per core).
     #[serde(default)]
     pub workers: usize,
@@ -117,6 +121,9 @@ fn default_rate_burst() -> u32 {
 fn default_signature_window_secs() -> u64 {
     30
 }
+fn default_signature_future_ms() -> u64 {
+    2_000
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +156,9 @@ impl ServerConfig {
         };
         if server.max_message_bytes < 1024 {
             bail!("{source}: [server] max_message_bytes must be at least 1024");
+        }
+        if server.signature_future_ms > 60_000 {
+            bail!("{source}: [server] signature_future_ms must be at most 60000");
         }
         if server.rate_per_second == 0 || server.rate_burst == 0 {
             bail!("{source}: [server] rate_per_second and rate_burst must be above zero");

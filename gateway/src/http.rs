@@ -135,6 +135,7 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
                 None => auth.require(Permission::Admin)?,
             }
         }
+        Op::Refuse { acting_for, permission, .. } => needs(*permission)?.require_account(*acting_for)?,
         Op::Balances { account } | Op::Orders { account } => needs(Permission::Read)?.require_account(*account)?,
         Op::CreateKey { .. } | Op::RevokeKey { .. } | Op::ListKeys => {
             needs(Permission::Admin)?;
@@ -199,6 +200,7 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
             json!({"keys": keys})
         }
         Op::Ping => json!({"pong": render::time(crate::hub::now_timestamp())}),
+        Op::Refuse { error, .. } => return Err(error.clone()),
         Op::Command { .. } | Op::Login { .. } | Op::Subscribe { .. } | Op::Unsubscribe { .. } => {
             return Err(ApiError::bad_request("invalid_request", "this op is answered elsewhere"));
         }
@@ -443,6 +445,9 @@ impl WsSession {
                         return;
                     };
                     self.on_delivery(&delivery).await;
+                    if self.revoked {
+                        return;
+                    }
                 }
                 text = self.outbox_rx.recv() => {
                     if let Some(text) = text && self.ws.text(text).await.is_err() {
@@ -600,6 +605,14 @@ impl WsSession {
             }
             Delivery::Push { .. } => {
                 if !self.account_feed {
+                    return;
+                }
+                // A key revoked while its session only listens: stop telling it.
+                if let Some(auth) = &self.auth
+                    && self.state.keys.get(&auth.key_id).is_none()
+                {
+                    self.close_reason = Some("the session's API key was revoked".into());
+                    self.revoked = true;
                     return;
                 }
                 let text = render::push(&self.state.hub.view(), delivery, &viewer);

@@ -105,16 +105,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
     let verifier_config = VerifierConfig {
         timestamp_window_ms: config.server.signature_window_secs.saturating_mul(1_000),
+        future_skew_ms: config.server.signature_future_ms,
         requests_per_second: std::num::NonZeroU32::new(config.server.rate_per_second)
             .context("rate_per_second is 0")?,
         burst: std::num::NonZeroU32::new(config.server.rate_burst).context("rate_burst is 0")?,
     };
-    // Requests signed before this start are refused: the nonces they used were
-    // remembered only by the previous process.
+    // Requests stamped before this start (plus the future skew the previous process
+    // accepted) are refused: the nonces they used were remembered only by the previous
+    // process. Clients are refused for at most `future_skew_ms` after a restart.
     let verifier = Arc::new(
         Verifier::new(keys.clone(), verifier_config)
             .map_err(|error| anyhow::anyhow!("{error}"))?
-            .with_start(crate::auth::unix_ms_now()),
+            .with_start(crate::auth::unix_ms_now() + config.server.signature_future_ms),
     );
     let http_addr = args.http.unwrap_or(config.server.http);
     let listener = std::net::TcpListener::bind(http_addr).with_context(|| format!("binding HTTP to {http_addr}"))?;

@@ -777,7 +777,7 @@ pub fn trades(view: &ReadModel, market: &MarketView, limit: usize) -> Value {
             json!({"market_seq": trade.market_seq, "price": formatter.price(market.id, trade.price), "qty": formatter.qty(market.id, trade.qty), "taker_side": side(trade.taker_side), "time": time(trade.timestamp)})
         })
         .collect();
-    json!({"market": market.symbol, "trades": trades})
+    json!({"channel": "trades", "type": "snapshot", "market": market.symbol, "trades": trades})
 }
 
 fn bbo_value(formatter: &Formatter<'_>, market: &MarketView, bbo: Bbo, market_seq: u64) -> Value {
@@ -820,7 +820,7 @@ pub fn market_update(view: &ReadModel, update: &MarketUpdate, channel: super::re
                     json!({"market_seq": trade.market_seq, "price": formatter.price(market.id, trade.price), "qty": formatter.qty(market.id, trade.qty), "taker_side": side(trade.taker_side), "time": time(trade.timestamp)})
                 })
                 .collect();
-            Some(json!({"channel": "trades", "market": market.symbol, "trades": trades}))
+            Some(json!({"channel": "trades", "type": "update", "market": market.symbol, "trades": trades}))
         }
         Channel::Bbo => Some(bbo_value(&formatter, market, update.bbo, update.market_seq)),
         _ => None,

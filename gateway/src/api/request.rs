@@ -42,6 +42,14 @@ pub enum Op {
         acting_for: Option<AccountId>,
         permission: Permission,
     },
+    /// A command the gateway already knows the engine would refuse (an amend of an
+    /// order that is not open): authorized like the command, then answered with
+    /// `error`.
+    Refuse {
+        acting_for: AccountId,
+        permission: Permission,
+        error: ApiError,
+    },
     Balances {
         account: AccountId,
     },
@@ -149,6 +157,17 @@ struct Head {
 /// read), to echo.
 #[allow(clippy::result_large_err, reason = "the error path is the malformed-input path; a box buys nothing")]
 pub fn parse(body: &[u8], view: &ReadModel) -> Result<Request, (Value, ApiError)> {
+    // serde would read `Head` from an array too (by position): only objects are requests.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()).is_some_and(|first| *first != b'{') {
+        let error = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => ApiError::bad_request(
+                "invalid_request",
+                "a request is a JSON object with \"op\" (and an optional \"id\")",
+            ),
+            Err(error) => ApiError::bad_request("malformed_json", format!("malformed JSON: {error}")),
+        };
+        return Err((Value::Null, error));
+    }
     let head: Head = serde_json::from_slice(body).map_err(|error| {
         let error = match error.classify() {
             serde_json::error::Category::Data => ApiError::bad_request(
@@ -401,7 +420,15 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
                         .transpose()
                         .map_err(|e| invalid(format!("qty: {e}")))?,
                 ),
-                None => return Err(ApiError::rejected(bourse_core::event::RejectReason::UnknownOrder)),
+                // Refused only after authorization, so that no one learns which orders
+                // exist without the right to act for the account.
+                None => {
+                    return Ok(Op::Refuse {
+                        acting_for: by,
+                        permission: Permission::Trade,
+                        error: ApiError::rejected(bourse_core::event::RejectReason::UnknownOrder),
+                    });
+                }
             };
             let amend = AmendOrder { by, order, price, qty };
             amend.check().map_err(|reason| invalid(super::reject_message(reason)))?;

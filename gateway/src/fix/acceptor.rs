@@ -10,6 +10,7 @@
 //!   connection at a time: a second Logon for a session that is connected is closed
 //!   unanswered. Between connections it keeps consuming the application's events, so
 //!   what the application sends meanwhile is stored and resent on request.
+//! - `serve` runs it in the caller's runtime; `spawn` on a thread of its own.
 //! - Shutdown: each connected session sends a Logout and waits `LOGOUT_TIMEOUT` at most
 //!   for the reply.
 //! - Every close is graceful: FIN first, then what the peer still sends is drained for
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::codec::{FrameError, Framer, Message};
@@ -50,6 +51,8 @@ pub enum AcceptorError {
     Dictionary(#[from] DictionaryError),
     #[error("fix session {session}: store: {source}")]
     Store { session: String, source: io::Error },
+    #[error("fix: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// A logged-on connection on its way to its session's actor.
@@ -74,9 +77,101 @@ struct Shared {
     by_comp_ids: HashMap<(String, String), usize>,
 }
 
-/// Serves the FIX sessions of `config` on `listener` until `shutdown` completes. Each
-/// session's sequence numbers and sent messages live in `store_dir`; `app_factory`
-/// makes a session's application at its first Logon (a failure refuses that Logon).
+/// The acceptor, ready to run: configuration checked, stores open.
+pub struct Acceptor<A: Application, F> {
+    shared: Shared,
+    actors: Vec<Actor<A, F>>,
+    stop: watch::Sender<bool>,
+}
+
+impl<A, F> std::fmt::Debug for Acceptor<A, F>
+where
+    A: Application,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor").field("sessions", &self.shared.sessions.len()).finish_non_exhaustive()
+    }
+}
+
+impl<A, F> Acceptor<A, F>
+where
+    A: Application,
+    F: Fn(&FixSessionConfig) -> anyhow::Result<A> + Send + Sync + 'static,
+{
+    /// Checks `config` and opens each session's store in `store_dir`. `app_factory`
+    /// makes a session's application at its first Logon (a failure refuses that Logon).
+    pub fn new(config: FixConfig, store_dir: &Path, app_factory: F) -> Result<Self, AcceptorError> {
+        config.validate()?;
+        let dictionary = Dictionary::fix44()?;
+        let factory = Arc::new(app_factory);
+        let (stop, stopped) = watch::channel(false);
+        let mut sessions = Vec::new();
+        let mut by_comp_ids = HashMap::new();
+        let mut actors = Vec::new();
+        for (index, session) in config.sessions.into_iter().enumerate() {
+            let name = session.name();
+            let store = SessionStore::open(store_dir, &name)
+                .map_err(|source| AcceptorError::Store { session: name, source })?;
+            let session = Arc::new(session);
+            let (handoffs, handoff_receiver) = mpsc::channel(4);
+            actors.push(Actor {
+                core: SessionCore::new(Arc::clone(&session), dictionary, store),
+                app: None,
+                events: None,
+                factory: Arc::clone(&factory),
+                handoffs: handoff_receiver,
+                shutdown: stopped.clone(),
+            });
+            by_comp_ids.insert((session.sender_comp_id.clone(), session.target_comp_id.clone()), index);
+            sessions.push(SessionEntry { config: session, handoffs });
+        }
+        Ok(Acceptor { shared: Shared { dictionary, sessions, by_comp_ids }, actors, stop })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then logs every session out.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let Acceptor { shared, actors, stop } = self;
+        let actors: Vec<_> = actors.into_iter().map(|actor| tokio::spawn(actor.run())).collect();
+        let shared = Arc::new(shared);
+        let pending = Arc::new(Semaphore::new(PENDING_CONNECTIONS_MAX));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+                            log::warn!("fix: {peer}: too many connections awaiting Logon; closed");
+                            continue;
+                        };
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            handshake(stream, peer, &shared).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(error) => {
+                        log::warn!("fix: accept: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        drop(shared);
+        let deadline = Instant::now() + LOGOUT_TIMEOUT + WRITE_TIMEOUT;
+        for actor in actors {
+            let abort = actor.abort_handle();
+            if timeout(deadline.saturating_duration_since(Instant::now()), actor).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// Serves the FIX sessions of `config` on `listener` until `shutdown` completes
+/// (`Acceptor::new`, then `run`).
 pub async fn serve<A, F, S>(
     listener: TcpListener,
     config: FixConfig,
@@ -89,67 +184,80 @@ where
     F: Fn(&FixSessionConfig) -> anyhow::Result<A> + Send + Sync + 'static,
     S: Future<Output = ()> + Send,
 {
-    config.validate()?;
-    let dictionary = Dictionary::fix44()?;
-    let factory = Arc::new(app_factory);
-    let (stop, stopped) = watch::channel(false);
-    let mut sessions = Vec::new();
-    let mut by_comp_ids = HashMap::new();
-    let mut actors = Vec::new();
-    for (index, session) in config.sessions.into_iter().enumerate() {
-        let name = session.name();
-        let store =
-            SessionStore::open(&store_dir, &name).map_err(|source| AcceptorError::Store { session: name, source })?;
-        let session = Arc::new(session);
-        let (handoffs, handoff_receiver) = mpsc::channel(4);
-        let actor = Actor {
-            core: SessionCore::new(Arc::clone(&session), dictionary, store),
-            app: None,
-            events: None,
-            factory: Arc::clone(&factory),
-            handoffs: handoff_receiver,
-            shutdown: stopped.clone(),
-        };
-        actors.push(tokio::spawn(actor.run()));
-        by_comp_ids.insert((session.sender_comp_id.clone(), session.target_comp_id.clone()), index);
-        sessions.push(SessionEntry { config: session, handoffs });
-    }
-    let shared = Arc::new(Shared { dictionary, sessions, by_comp_ids });
-    let pending = Arc::new(Semaphore::new(PENDING_CONNECTIONS_MAX));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
-                        log::warn!("fix: {peer}: too many connections awaiting Logon; closed");
-                        continue;
-                    };
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        handshake(stream, peer, &shared).await;
-                        drop(permit);
-                    });
-                }
-                Err(error) => {
-                    log::warn!("fix: accept: {error}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    drop(shared);
-    let deadline = Instant::now() + LOGOUT_TIMEOUT + WRITE_TIMEOUT;
-    for actor in actors {
-        let abort = actor.abort_handle();
-        if timeout(deadline.saturating_duration_since(Instant::now()), actor).await.is_err() {
-            abort.abort();
-        }
-    }
+    Acceptor::new(config, &store_dir, app_factory)?.run(listener, shutdown).await;
     Ok(())
+}
+
+/// An acceptor running on its own thread (`spawn`).
+#[derive(Debug)]
+pub struct AcceptorHandle {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AcceptorHandle {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Logs every session out (`LOGOUT_TIMEOUT` at most) and waits for the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("fix: the acceptor thread panicked");
+        }
+    }
+}
+
+impl Drop for AcceptorHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts the acceptor on `listener` in a thread of its own (`bourse-fix`, one tokio
+/// runtime): for a server whose other parts run elsewhere. Configuration and store
+/// errors are reported here, before anything runs.
+pub fn spawn<A, F>(
+    listener: std::net::TcpListener,
+    config: FixConfig,
+    store_dir: &Path,
+    app_factory: F,
+) -> Result<AcceptorHandle, AcceptorError>
+where
+    A: Application,
+    F: Fn(&FixSessionConfig) -> anyhow::Result<A> + Send + Sync + 'static,
+{
+    let acceptor = Acceptor::new(config, store_dir, app_factory)?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("bourse-fix".into()).spawn(move || {
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    acceptor
+                        .run(listener, async move {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                }
+                Err(error) => log::error!("fix: cannot listen: {error}"),
+            }
+        });
+    })?;
+    Ok(AcceptorHandle { local_addr, stop: Some(stop), thread: Some(thread) })
 }
 
 /// Closes a connection: FIN, then drain what the peer still sends, briefly.
@@ -342,7 +450,7 @@ where
         let mut shutting_down = false;
         let mut handoffs_open = true;
         loop {
-            while step == Step::Continue {
+            while step == Step::Continue && !core.resending() {
                 match framer.next_frame() {
                     None => break,
                     Some(Ok(frame)) => step = core.on_frame(frame, app, Instant::now()),
@@ -352,6 +460,11 @@ where
             }
             if !write_output(core, &mut writer).await || step == Step::Disconnect {
                 break;
+            }
+            if core.resending() {
+                // A long resend goes out batch by batch, before anything else is read.
+                step = core.continue_resend();
+                continue;
             }
             let deadline = core.next_deadline();
             tokio::select! {

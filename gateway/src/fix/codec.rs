@@ -499,11 +499,19 @@ impl OutMessage {
         Entry { key, tag, start, end: self.values.len() as u32 }
     }
 
-    /// Sets a body field. The value must not contain SOH unless the field is DATA and
-    /// its length field comes right before it.
+    /// Adds `entry` to `entries`, replacing a top-level field of the same tag.
+    fn put(entries: &mut Vec<Entry>, entry: Entry) {
+        match entries.iter_mut().find(|existing| existing.tag == entry.tag && existing.key == entry.tag) {
+            Some(existing) => *existing = entry,
+            None => entries.push(entry),
+        }
+    }
+
+    /// Sets a body field (again: the new value replaces the old). The value must not
+    /// contain SOH unless the field is DATA and its length field comes right before it.
     pub fn set(&mut self, tag: Tag, value: impl AsRef<[u8]>) -> &mut Self {
         let entry = self.entry(tag, tag, value.as_ref());
-        self.body.push(entry);
+        Self::put(&mut self.body, entry);
         self
     }
 
@@ -512,7 +520,7 @@ impl OutMessage {
         let start = self.values.len() as u32;
         // Writing to a Vec cannot fail.
         let _ = self.values.write_fmt(value);
-        self.body.push(Entry { key: tag, tag, start, end: self.values.len() as u32 });
+        Self::put(&mut self.body, Entry { key: tag, tag, start, end: self.values.len() as u32 });
         self
     }
 
@@ -534,7 +542,7 @@ impl OutMessage {
     pub fn set_header(&mut self, tag: Tag, value: impl AsRef<[u8]>) -> &mut Self {
         if !MANAGED_HEADER_TAGS.contains(&tag) && tag != tags::CHECK_SUM {
             let entry = self.entry(tag, tag, value.as_ref());
-            self.header.push(entry);
+            Self::put(&mut self.header, entry);
         }
         self
     }

@@ -20,6 +20,8 @@
 //! - `session`: the session state machine (Logon, Heartbeat, TestRequest, ResendRequest,
 //!   SequenceReset, Reject, Logout), generic over the `Application` behind it.
 //! - `acceptor`: `serve`: the listener, the Logon handshake, one actor per session.
+//! - `order_entry`: the order-entry application: D, F, G into engine commands through
+//!   the hub; ExecutionReport (8) for every state change, OrderCancelReject (9).
 //! - `reflector`: the echo application of the QuickFIX acceptance scenarios, and
 //!   `run_reflector` (`bourse fix-reflector`).
 
@@ -31,6 +33,7 @@ pub mod acceptor;
 pub mod codec;
 pub mod config;
 pub mod dictionary;
+pub mod order_entry;
 pub mod reflector;
 pub mod session;
 pub mod store;

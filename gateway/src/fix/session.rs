@@ -163,6 +163,8 @@ pub struct SessionCore {
     logout_deadline: Option<Instant>,
     /// A ResendRequest we sent and the last number it must bring.
     resend_range: Option<(u64, u64)>,
+    /// A resend we are answering: the next number to send again and the last one.
+    resend_cursor: Option<(u64, u64)>,
     queue: BTreeMap<u64, Message>,
 }
 
@@ -191,6 +193,7 @@ impl SessionCore {
             test_request_pending: false,
             logout_deadline: None,
             resend_range: None,
+            resend_cursor: None,
             queue: BTreeMap::new(),
         }
     }
@@ -318,7 +321,14 @@ impl SessionCore {
     /// Sends a session-level Reject of `message`; consumes its sequence number if it is
     /// the expected one (except for Logon and SequenceReset).
     fn reject(&mut self, message: &Message, reason: SessionRejectReason, tag: Option<Tag>) -> io::Result<()> {
-        log::info!("fix {}: Reject ({}): {} {message}", self.config.name(), reason.code(), reason.text());
+        log::info!(
+            "fix {}: Reject ({}): {} (MsgType {}, MsgSeqNum {:?}, tag {tag:?})",
+            self.config.name(),
+            reason.code(),
+            reason.text(),
+            String::from_utf8_lossy(message.msg_type()),
+            message.seq_num()
+        );
         self.send_admin(b"3", |reply| {
             Self::reverse_route(reply, message);
             if let Some(seq) = message.get(tags::MSG_SEQ_NUM).filter(|value| !value.is_empty()) {
@@ -457,6 +467,7 @@ impl SessionCore {
         self.output.clear();
         self.queue.clear();
         self.resend_range = None;
+        self.resend_cursor = None;
         self.logout_deadline = None;
         self.test_request_pending = false;
     }
@@ -509,28 +520,37 @@ impl SessionCore {
         }
     }
 
-    fn process<A: Application>(&mut self, message: &mut Message, app: &mut A, origin: Origin) -> io::Result<Step> {
-        let msg_type: MsgType = SmallVec::from_slice(message.msg_type());
-        if origin == Origin::Wire {
-            if message.begin_string() != BEGIN_STRING {
-                if msg_type.as_slice() == b"5" {
-                    return self.logout_received();
-                }
-                self.send_logout(Some("Incorrect BeginString"))?;
-                if let Some(seq) = message.seq_num() {
-                    self.advance(seq)?;
-                }
-                return Ok(Step::Continue);
+    /// BeginString, MsgSeqNum presence and dictionary validation of a message just
+    /// received; `Some(step)` when it stops here.
+    fn check_arrival(&mut self, message: &mut Message) -> io::Result<Option<Step>> {
+        if message.begin_string() != BEGIN_STRING {
+            if message.msg_type() == b"5" {
+                return self.logout_received().map(Some);
             }
-            if message.seq_num().is_none() {
-                self.send_logout(Some("MsgSeqNum (34) missing or not a number"))?;
-                return Ok(Step::Disconnect);
+            self.send_logout(Some("Incorrect BeginString"))?;
+            if let Some(seq) = message.seq_num() {
+                self.advance(seq)?;
             }
-            if let Err(violation) = self.dictionary.validate(message) {
-                self.reject(message, violation.reason, violation.tag)?;
-                return Ok(Step::Continue);
-            }
+            return Ok(Some(Step::Continue));
         }
+        if message.seq_num().is_none() {
+            self.send_logout(Some("MsgSeqNum (34) missing or not a number"))?;
+            return Ok(Some(Step::Disconnect));
+        }
+        if let Err(violation) = self.dictionary.validate(message) {
+            self.reject(message, violation.reason, violation.tag)?;
+            return Ok(Some(Step::Continue));
+        }
+        Ok(None)
+    }
+
+    fn process<A: Application>(&mut self, message: &mut Message, app: &mut A, origin: Origin) -> io::Result<Step> {
+        if origin == Origin::Wire
+            && let Some(step) = self.check_arrival(message)?
+        {
+            return Ok(step);
+        }
+        let msg_type: MsgType = SmallVec::from_slice(message.msg_type());
         let seq = message.seq_num().unwrap_or(0);
         let (check_high, check_low) = match msg_type.as_slice() {
             b"5" | b"2" => (false, false),
@@ -692,7 +712,8 @@ impl SessionCore {
         Ok(Step::Continue)
     }
 
-    /// Answers a ResendRequest for `begin..=end` (0: up to our last).
+    /// Answers a ResendRequest for `begin..=end` (0: up to our last): the first batch
+    /// now, the rest through `continue_resend`.
     fn resend(&mut self, begin: u64, end: u64) -> io::Result<()> {
         let last = self.store.next_sender_seq() - 1;
         let end = if end == 0 || end > last { last } else { end };
@@ -700,16 +721,32 @@ impl SessionCore {
             log::info!("fix {}: ResendRequest {begin}..{end} asks for nothing we sent", self.config.name());
             return Ok(());
         }
-        let mut gap_start = begin;
+        log::info!("fix {}: resending {begin}..={end}", self.config.name());
+        self.resend_cursor = Some((begin, end));
+        self.resend_batch()
+    }
+
+    /// Whether a resend is under way (the driver writes, then calls `continue_resend`
+    /// before reading more).
+    pub fn resending(&self) -> bool {
+        self.resend_cursor.is_some()
+    }
+
+    /// Produces the next batch of a resend under way.
+    pub fn continue_resend(&mut self) -> Step {
+        let result = self.resend_batch().map(|()| Step::Continue);
+        self.step(result)
+    }
+
+    /// Up to `RESEND_BATCH_MESSAGES` stored messages again, with gap fills for what lies
+    /// between them (admin messages, or messages too old to be kept).
+    fn resend_batch(&mut self) -> io::Result<()> {
+        let Some((mut gap_start, end)) = self.resend_cursor.take() else { return Ok(()) };
         let mut bytes = mem::take(&mut self.resend_bytes);
         let mut found = Vec::new();
-        let result = loop {
-            bytes.clear();
-            found.clear();
-            if let Err(error) = self.store.read_range(gap_start, end, RESEND_BATCH_MESSAGES, &mut bytes, &mut found) {
-                break Err(error);
-            }
-            let Some(&(last_found, _)) = found.last() else { break Ok(()) };
+        bytes.clear();
+        let read = self.store.read_range(gap_start, end, RESEND_BATCH_MESSAGES, &mut bytes, &mut found);
+        if read.is_ok() {
             for (seq, range) in &found {
                 if *seq > gap_start {
                     self.gap_fill(gap_start, *seq);
@@ -717,17 +754,15 @@ impl SessionCore {
                 self.resend_stored(*seq, &bytes[range.clone()]);
                 gap_start = seq + 1;
             }
-            if last_found >= end {
-                break Ok(());
+            if found.len() == RESEND_BATCH_MESSAGES && gap_start <= end {
+                self.resend_cursor = Some((gap_start, end));
+            } else if gap_start <= end {
+                self.gap_fill(gap_start, end + 1);
             }
-        };
-        self.resend_bytes = bytes;
-        result?;
-        if gap_start <= end {
-            self.gap_fill(gap_start, end + 1);
         }
+        self.resend_bytes = bytes;
         self.last_sent = Instant::now();
-        Ok(())
+        read
     }
 
     /// A SequenceReset-GapFill sent as number `seq`, moving the counterparty to `new_seq`.
