@@ -163,7 +163,9 @@ impl ServerConfig {
         if server.rate_per_second == 0 || server.rate_burst == 0 {
             bail!("{source}: [server] rate_per_second and rate_burst must be above zero");
         }
-        Ok(Self { server, fix: raw.fix.unwrap_or_default(), engine, source: source.to_owned() })
+        let fix = raw.fix.unwrap_or_default();
+        fix.validate().map_err(|error| anyhow::anyhow!("{source}: [fix]: {error}"))?;
+        Ok(Self { server, fix, engine, source: source.to_owned() })
     }
 
     /// The runtime's settings from `[server]`.

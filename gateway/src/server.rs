@@ -124,7 +124,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(hub.clone(), verifier.clone(), keys, config.server.clone()));
 
     let fix_addr = args.fix.or_else(|| config.fix.listen.as_deref().and_then(|text| text.parse().ok()));
-    let fix: Option<FixPlaceholder> = fix_addr.map(|_| FixPlaceholder);
+    let fix = match fix_addr {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding FIX to {addr}"))?;
+            let factory = crate::fix::order_entry::OrderEntry::factory(hub.clone());
+            Some(crate::fix::acceptor::spawn(listener, config.fix.clone(), &data_dir.join("fix"), factory)?)
+        }
+        None => None,
+    };
 
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async move {
@@ -176,13 +183,4 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = interrupt.recv() => {}
     }
     Ok(())
-}
-
-// Replaced by the FIX order-entry acceptor once the session layer lands.
-struct FixPlaceholder;
-impl FixPlaceholder {
-    fn local_addr(&self) -> String {
-        "not yet wired".to_owned()
-    }
-    fn stop(self) {}
 }
