@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -63,15 +64,15 @@ fn now() -> String {
 }
 
 /// A whole message from `msg_type` and body fields (`tag=value` pairs), with the header
-/// for `seq`, BodyLength and CheckSum computed here.
+/// for `seq`, `BodyLength` and `CheckSum` computed here.
 fn frame(msg_type: &str, seq: u64, fields: &[(u32, &str)]) -> Vec<u8> {
     let mut body = format!("35={msg_type}{SOH}49=CLIENT1{SOH}56=BOURSE{SOH}34={seq}{SOH}52={}{SOH}", now());
     for (tag, value) in fields {
-        body.push_str(&format!("{tag}={value}{SOH}"));
+        let _ = write!(body, "{tag}={value}{SOH}");
     }
     let mut message = format!("8=FIX.4.4{SOH}9={}{SOH}{body}", body.len());
     let checksum = message.bytes().map(u32::from).sum::<u32>() % 256;
-    message.push_str(&format!("10={checksum:03}{SOH}"));
+    let _ = write!(message, "10={checksum:03}{SOH}");
     message.into_bytes()
 }
 
@@ -107,7 +108,7 @@ impl Client {
         self.stream.write_all(&bytes).unwrap();
     }
 
-    /// The next whole message, checking its BodyLength and CheckSum; `None` when the
+    /// The next whole message, checking its `BodyLength` and `CheckSum`; `None` when the
     /// server closed the connection.
     fn next(&mut self, deadline: Instant) -> Option<Fix> {
         loop {
