@@ -485,3 +485,15 @@ fn without_a_snapshot_a_config_is_needed() {
     assert!(nowhere.stderr.contains("does not exist"));
     assert!(!built.dir().join("nowhere").exists(), "nothing is created");
 }
+
+#[test]
+fn recover_refuses_a_data_directory_another_process_holds() {
+    let built = build(&scenario(), &[5], 1 << 20);
+    let lock = bourse_snapshots::datadir::DataDirLock::acquire(built.dir()).unwrap();
+    let refused = run(&["recover", "--data-dir", &built.data_dir(), "--config", &built.config()]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("in use by another process"), "{}", refused.stderr);
+    drop(lock);
+    let ran = run(&["recover", "--data-dir", &built.data_dir(), "--config", &built.config()]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+}
