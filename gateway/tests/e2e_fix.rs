@@ -270,6 +270,14 @@ async fn orders_over_fix_trade_with_http_clients_and_sequence_numbers_survive_a_
     let public = server.http(None).get("/v1/markets/BTC-USD/trades");
     assert_eq!(public.status, 200, "HTTP still serving");
 
+    // The FIX session shows in the metrics, with its commands' end-to-end latency.
+    let metrics = server.http(None).get("/metrics").text;
+    assert_eq!(common::counter(&metrics, "bourse_sessions{transport=\"fix\"}"), Some(1), "{metrics}");
+    let timed = common::counter(&metrics, "bourse_end_to_end_latency_seconds_count{transport=\"fix\"}");
+    // Three reached the engine: the first D, the first F, the refused D. (The second F
+    // named an order the session knows is gone: refused without the engine.)
+    assert_eq!(timed, Some(3), "{metrics}");
+
     fix.send("5", &[]);
     let logout = fix.expect("5");
     let server_seq: u64 = logout.get(34).unwrap().parse().unwrap();

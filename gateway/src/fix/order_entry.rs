@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bourse_core::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use bourse_core::command::{AmendOrder, CancelOrder, Command, OrderRef, OrderSize, PlaceOrder};
@@ -39,6 +40,7 @@ use super::session::{Application, Outbox, Rejection};
 use super::tags;
 use super::time;
 use crate::hub::{Delivery, Hub, SessionHandle};
+use crate::metrics::Transport;
 use crate::principal::Principal;
 use crate::view::{MarketView, ReadModel};
 
@@ -168,6 +170,9 @@ pub struct OrderEntry {
     by_cl_ord_id: HashMap<(AccountId, String), OrderId>,
     started_ms: i64,
     local_exec: u64,
+    /// When each request in flight was read, for the end-to-end latency metric.
+    sent_at: HashMap<u32, Instant>,
+    logged_on: bool,
 }
 
 fn side_of(value: Option<&[u8]>) -> Result<Side, Refusal> {
@@ -257,6 +262,8 @@ impl OrderEntry {
             by_cl_ord_id: HashMap::new(),
             started_ms: time::now_ms(),
             local_exec: 0,
+            sent_at: HashMap::new(),
+            logged_on: false,
         };
         entry.adopt_resting_orders();
         Ok(entry)
@@ -313,6 +320,7 @@ impl OrderEntry {
         self.next_request = id.wrapping_add(1);
         self.handle.submit(id, command).map_err(|error| (ord_rej_reason::EXCHANGE_CLOSED, error.to_string()))?;
         self.requests.insert(id, request);
+        self.sent_at.insert(id, Instant::now());
         Ok(())
     }
 
@@ -530,7 +538,12 @@ impl OrderEntry {
 
     fn deliver(&mut self, delivery: &Delivery, out: &mut Outbox) {
         let request = match delivery {
-            Delivery::Reply { request, .. } => self.requests.remove(request),
+            Delivery::Reply { request, .. } => {
+                if let Some(at) = self.sent_at.remove(request) {
+                    self.hub.metrics.end_to_end(Transport::Fix).record(at.elapsed());
+                }
+                self.requests.remove(request)
+            }
             Delivery::Push { .. } => None,
         };
         let events = delivery.events();
@@ -753,7 +766,22 @@ impl Application for OrderEntry {
         let (handle, events) = self.hub.open_session(self.principal.clone());
         self.handle = handle;
         self.requests.clear();
+        self.sent_at.clear();
         Some(events)
+    }
+
+    fn on_logon(&mut self, _out: &mut Outbox) {
+        if !self.logged_on {
+            self.logged_on = true;
+            self.hub.metrics.session_opened(Transport::Fix);
+        }
+    }
+
+    fn on_logout(&mut self) {
+        if self.logged_on {
+            self.logged_on = false;
+            self.hub.metrics.session_closed(Transport::Fix);
+        }
     }
 
     fn on_message(&mut self, message: &Message, out: &mut Outbox) -> Result<(), Rejection> {
