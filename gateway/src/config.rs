@@ -1,7 +1,7 @@
 //! The server's configuration file: `[server]` (listeners, durability, limits),
-//! `[fix]` (the FIX acceptor and its sessions) and `[engine]` (assets and markets, as
-//! `bourse_core::config` reads them). `bourse serve` without `--config` uses the
-//! embedded `default.toml`.
+//! `[fix]` (the FIX acceptor and its sessions), `[webhooks]` (delivery and retries)
+//! and `[engine]` (assets and markets, as `bourse_core::config` reads them).
+//! `bourse serve` without `--config` uses the embedded `default.toml`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use bourse_snapshots::runtime::RuntimeConfig;
 use serde::Deserialize;
 
 use crate::fix::config::FixConfig;
+use crate::webhooks::WebhookConfig;
 
 /// The configuration `bourse serve` starts from when given none.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -23,6 +24,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 pub struct ServerConfig {
     pub server: ServerSection,
     pub fix: FixConfig,
+    pub webhooks: WebhookConfig,
     pub engine: EngineConfig,
     /// Where it came from ("embedded default" or a path), for messages.
     pub source: String,
@@ -131,6 +133,8 @@ struct RawConfig {
     server: Option<ServerSection>,
     #[serde(default)]
     fix: Option<FixConfig>,
+    #[serde(default)]
+    webhooks: WebhookConfig,
     engine: toml::Table,
 }
 
@@ -165,7 +169,8 @@ impl ServerConfig {
         }
         let fix = raw.fix.unwrap_or_default();
         fix.validate().map_err(|error| anyhow::anyhow!("{source}: [fix]: {error}"))?;
-        Ok(Self { server, fix, engine, source: source.to_owned() })
+        raw.webhooks.validate().map_err(|error| anyhow::anyhow!("{source}: {error}"))?;
+        Ok(Self { server, fix, webhooks: raw.webhooks, engine, source: source.to_owned() })
     }
 
     /// The runtime's settings from `[server]`.

@@ -38,6 +38,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub keys: Arc<KeyStore>,
     pub server: ServerSection,
+    /// Merchant webhooks (`None`: not running; the webhook ops answer `unavailable`).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// Open WebSocket sessions per API key.
     ws_per_key: DashMap<String, usize>,
     connections: AtomicUsize,
@@ -51,7 +53,22 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(hub: Arc<Hub>, verifier: Arc<Verifier>, keys: Arc<KeyStore>, server: ServerSection) -> Self {
-        Self { hub, verifier, keys, server, ws_per_key: DashMap::new(), connections: AtomicUsize::new(0) }
+        Self {
+            hub,
+            verifier,
+            keys,
+            server,
+            webhooks: None,
+            ws_per_key: DashMap::new(),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Answers the webhook ops from `webhooks`.
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::webhooks::Webhooks>) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 }
 
@@ -136,7 +153,11 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
             }
         }
         Op::Refuse { acting_for, permission, .. } => needs(*permission)?.require_account(*acting_for)?,
-        Op::Balances { account } | Op::Orders { account } => needs(Permission::Read)?.require_account(*account)?,
+        Op::Balances { account }
+        | Op::Orders { account }
+        | Op::RegisterWebhook { account, .. }
+        | Op::ListWebhooks { account }
+        | Op::DeleteWebhook { account, .. } => needs(Permission::Read)?.require_account(*account)?,
         Op::CreateKey { .. } | Op::RevokeKey { .. } | Op::ListKeys => {
             needs(Permission::Admin)?;
         }
@@ -200,6 +221,9 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
             json!({"keys": keys})
         }
         Op::Ping => json!({"pong": render::time(crate::hub::now_timestamp())}),
+        Op::RegisterWebhook { .. } | Op::ListWebhooks { .. } | Op::DeleteWebhook { .. } => {
+            crate::webhooks::api::answer(state.webhooks.as_deref(), op)?
+        }
         Op::Refuse { error, .. } => return Err(error.clone()),
         Op::Command { .. } | Op::Login { .. } | Op::Subscribe { .. } | Op::Unsubscribe { .. } => {
             return Err(ApiError::bad_request("invalid_request", "this op is answered elsewhere"));

@@ -107,6 +107,8 @@ pub struct Hub {
     new_markets: Mutex<HashMap<Token, MarketSpec>>,
     accepting: AtomicBool,
     publisher_queue: AtomicUsize,
+    /// Also handed every applied batch, never blocking (merchant webhooks).
+    batch_tap: std::sync::OnceLock<crate::webhooks::Feed>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -163,6 +165,7 @@ impl Hub {
             new_markets: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             publisher_queue: AtomicUsize::new(0),
+            batch_tap: std::sync::OnceLock::new(),
             metrics,
         })
     }
@@ -219,6 +222,11 @@ impl Hub {
             self.new_markets.lock().remove(&token);
         }
         result
+    }
+
+    /// Hands every batch the publisher routes from now on to `feed` as well (once).
+    pub fn tap_batches(&self, feed: crate::webhooks::Feed) {
+        let _ = self.batch_tap.set(feed);
     }
 
     /// Refuses every submission from now on (shutdown).
@@ -295,6 +303,9 @@ impl Hub {
                         self.metrics.market_data(1);
                     }
                 }
+            }
+            if let Some(tap) = self.batch_tap.get() {
+                tap.offer(&batch);
             }
         }
     }

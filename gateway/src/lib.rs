@@ -10,6 +10,8 @@
 //!   `/health`, `/ready`.
 //! - `fix`: the FIX 4.4 acceptor: codec, dictionary, session layer, applications.
 //! - `auth`: API keys, request signatures, rate limits.
+//! - `webhooks`: merchant webhooks: endpoints, the outbox, signed deliveries with
+//!   retries.
 //! - `client`: `bourse call`.
 
 pub mod api;
@@ -23,3 +25,4 @@ pub mod metrics;
 pub mod principal;
 pub mod server;
 pub mod view;
+pub mod webhooks;

@@ -57,6 +57,18 @@ pub enum Transport {
 
 const TRANSPORTS: [&str; 3] = ["websocket", "fix", "http"];
 
+/// What one webhook delivery attempt came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Delivered = 0,
+    /// Failed; it will be tried again.
+    Retried = 1,
+    /// Failed for the last time (or too old, or no room to queue it).
+    GivenUp = 2,
+}
+
+const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retried", "given_up"];
+
 /// A latency histogram from 1 ns to 60 s, 3 significant digits.
 #[derive(Debug)]
 pub struct Latency(Mutex<Histogram<u64>>);
@@ -107,6 +119,10 @@ pub struct Metrics {
     slow_consumers: AtomicU64,
     pushes: AtomicU64,
     market_data_updates: AtomicU64,
+    webhook_deliveries: [AtomicU64; 3],
+    webhook_notifications: AtomicU64,
+    webhook_pending: AtomicU64,
+    webhook_replays: AtomicU64,
     /// From the sequencer's stamp to the publisher: journal, durability and engine.
     pub pipeline: Latency,
     /// The engine's apply time per command (each command counted at its batch's mean).
@@ -140,6 +156,18 @@ impl Metrics {
     }
     pub fn market_data(&self, count: u64) {
         self.market_data_updates.fetch_add(count, Ordering::Relaxed);
+    }
+    pub fn webhook_delivery(&self, outcome: WebhookOutcome) {
+        self.webhook_deliveries[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn webhook_notifications(&self, count: u64) {
+        self.webhook_notifications.fetch_add(count, Ordering::Relaxed);
+    }
+    pub fn set_webhook_pending(&self, pending: u64) {
+        self.webhook_pending.store(pending, Ordering::Relaxed);
+    }
+    pub fn webhook_replay(&self) {
+        self.webhook_replays.fetch_add(1, Ordering::Relaxed);
     }
     pub fn end_to_end(&self, transport: Transport) -> &Latency {
         &self.end_to_end[transport as usize]
@@ -203,6 +231,25 @@ impl Metrics {
             "bourse_market_data_updates_total",
             "Market-data updates published.",
             &self.market_data_updates,
+        );
+        header(&mut out, "bourse_webhook_deliveries_total", "counter", "Webhook delivery attempts, by outcome.");
+        for (outcome, count) in WEBHOOK_OUTCOMES.iter().zip(&self.webhook_deliveries) {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "bourse_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
+        }
+        counter(
+            &mut out,
+            "bourse_webhook_notifications_total",
+            "Webhook notifications queued for delivery.",
+            &self.webhook_notifications,
+        );
+        header(&mut out, "bourse_webhook_pending", "gauge", "Webhook notifications waiting for delivery.");
+        let _ = writeln!(out, "bourse_webhook_pending {}", self.webhook_pending.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "bourse_webhook_journal_replays_total",
+            "Times webhook notifications were derived again from the journal.",
+            &self.webhook_replays,
         );
         summary(
             &mut out,

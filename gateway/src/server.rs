@@ -19,6 +19,7 @@ use crate::http::AppState;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::view::ReadModel;
+use crate::webhooks::Webhooks;
 
 /// `bourse serve`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -93,11 +94,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
 
     let view = ReadModel::from_engine(&recovered.engine);
+    let recovered_seq = recovered.engine.last_seq().map_or(0, bourse_core::ids::Seq::get);
     let (output, batches) = crossbeam_channel::bounded(1_024);
     let runtime = Runtime::start(&stores, config.runtime(), recovered.engine, &recovered.journal, output)
         .context("starting the runtime")?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(runtime.submitter(), runtime.stats().clone(), view, metrics);
+    let (webhooks, webhook_report) = Webhooks::start(
+        &data_dir,
+        &config.webhooks,
+        &config.engine,
+        stores.clone(),
+        hub.metrics.clone(),
+        recovered_seq,
+    )
+    .context("starting webhooks")?;
+    hub.tap_batches(webhooks.feed());
+    say(&format!(
+        "webhooks: {} endpoints, {} notifications pending; notifications derived through seq {}",
+        webhook_report.endpoints, webhook_report.pending, webhook_report.derive_after
+    ));
     let publisher = {
         let hub = hub.clone();
         std::thread::Builder::new().name("bourse-publisher".into()).spawn(move || hub.run_publisher(&batches))?
@@ -121,7 +137,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let http_addr = args.http.unwrap_or(config.server.http);
     let listener = std::net::TcpListener::bind(http_addr).with_context(|| format!("binding HTTP to {http_addr}"))?;
     let http_addr = listener.local_addr()?;
-    let state = Arc::new(AppState::new(hub.clone(), verifier.clone(), keys, config.server.clone()));
+    let state = Arc::new(
+        AppState::new(hub.clone(), verifier.clone(), keys, config.server.clone()).with_webhooks(webhooks.clone()),
+    );
 
     let fix_addr = args.fix.or_else(|| config.fix.listen.as_deref().and_then(|text| text.parse().ok()));
     let fix = match fix_addr {
@@ -166,6 +184,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if publisher.join().is_err() {
         bail!("the publisher thread panicked");
     }
+    webhooks.shutdown();
     say(&format!(
         "stopped: journal durable to seq {}, final snapshot at seq {}",
         report.last_seq.map_or(0, bourse_core::ids::Seq::get),

@@ -74,6 +74,19 @@ pub enum Op {
         key_id: String,
     },
     ListKeys,
+    RegisterWebhook {
+        account: AccountId,
+        url: String,
+        events: Option<Vec<String>>,
+    },
+    ListWebhooks {
+        account: AccountId,
+    },
+    /// `account` is the one the webhook id names.
+    DeleteWebhook {
+        account: AccountId,
+        webhook_id: String,
+    },
     Login {
         key: String,
         timestamp: u64,
@@ -131,6 +144,9 @@ pub const OPS: &[&str] = &[
     "create_key",
     "revoke_key",
     "list_keys",
+    "register_webhook",
+    "list_webhooks",
+    "delete_webhook",
     "login",
     "subscribe",
     "unsubscribe",
@@ -469,6 +485,20 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
         "list_keys" => {
             let _: Empty = params(op, body)?;
             Op::ListKeys
+        }
+        "register_webhook" => {
+            let p: RegisterWebhookParams = params(op, body)?;
+            Op::RegisterWebhook { account: account(p.account), url: p.url, events: p.events }
+        }
+        "list_webhooks" => {
+            let p: AccountParams = params(op, body)?;
+            Op::ListWebhooks { account: account(p.account) }
+        }
+        "delete_webhook" => {
+            let p: DeleteWebhookParams = params(op, body)?;
+            let account = crate::webhooks::registry::account_of_id(&p.webhook_id)
+                .ok_or_else(|| invalid(format!("webhook_id {:?} is not a webhook id (wh_…)", p.webhook_id)))?;
+            Op::DeleteWebhook { account, webhook_id: p.webhook_id }
         }
         "login" => {
             let p: LoginParams = params(op, body)?;
@@ -913,6 +943,28 @@ struct RevokeKeyParams {
     #[serde(default, rename = "op")]
     _op: IgnoredAny,
     key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterWebhookParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    account: Num,
+    url: String,
+    events: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteWebhookParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    webhook_id: String,
 }
 
 #[derive(Deserialize)]

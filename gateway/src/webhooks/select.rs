@@ -1,0 +1,155 @@
+//! Which engine events become notifications, for whom, and what a notification's
+//! body says.
+//!
+//! Adding a notification type is one arm in [`notifications`] and its name in
+//! [`EVENT_TYPES`]; the body's `data` is the event as `render::Formatter::event`
+//! shows it to an operator, so a new event rendered there needs nothing more here.
+
+use bourse_core::Engine;
+use bourse_core::config::Config as EngineConfig;
+use bourse_core::event::Event;
+use bourse_core::ids::{AccountId, Seq, Timestamp};
+use serde::Serialize;
+use smallvec::SmallVec;
+
+use crate::api::render::{EventOut, Formatter, Time};
+use crate::principal::Principal;
+use crate::view::ReadModel;
+
+/// A payment reached the account (the payee of a transfer or of a split-payment leg).
+pub const PAYMENT_RECEIVED: &str = "payment.received";
+/// An authorization was captured, in part or in full (payer and payee).
+pub const AUTHORIZATION_CAPTURED: &str = "authorization.captured";
+/// An authorization was voided (payer and payee).
+pub const AUTHORIZATION_VOIDED: &str = "authorization.voided";
+/// An authorization expired and its hold was released (payer and payee).
+pub const AUTHORIZATION_EXPIRED: &str = "authorization.expired";
+/// A payment was refunded, in part or in full (payer and payee).
+pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+
+/// Every notification type, as `events` filters and payloads name them.
+pub const EVENT_TYPES: &[&str] =
+    &[PAYMENT_RECEIVED, AUTHORIZATION_CAPTURED, AUTHORIZATION_VOIDED, AUTHORIZATION_EXPIRED, PAYMENT_REFUNDED];
+
+/// The notifications `event` gives: (the account told, the type), in that order.
+pub fn notifications(event: &Event) -> SmallVec<[(AccountId, &'static str); 2]> {
+    let mut out = SmallVec::new();
+    match *event {
+        Event::Transferred { to, .. } => out.push((to, PAYMENT_RECEIVED)),
+        Event::Captured { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_CAPTURED)),
+        Event::Voided { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_VOIDED)),
+        Event::AuthorizationExpired { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_EXPIRED)),
+        Event::Refunded { payer, payee, .. } => out.extend(parties(payer, payee, PAYMENT_REFUNDED)),
+        _ => {}
+    }
+    out
+}
+
+/// Both parties of a payment are told: the payee first, then the payer.
+fn parties(payer: AccountId, payee: AccountId, kind: &'static str) -> [(AccountId, &'static str); 2] {
+    [(payee, kind), (payer, kind)]
+}
+
+/// A notification's id: unique, and the same every time the same command's events are
+/// derived (live, or again from the journal after a crash): the command's sequence
+/// number, the event's index among the command's events, and the account told.
+pub fn event_id(seq: Seq, index: usize, account: AccountId) -> String {
+    format!("evt_{}_{index}_{}", seq.get(), account.get())
+}
+
+/// The JSON a receiver gets.
+#[derive(Debug, Serialize)]
+struct Payload<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    /// The command time of the command that caused it.
+    created: Time,
+    account: u32,
+    /// The command's journal sequence number.
+    seq: u64,
+    data: EventOut<'a>,
+}
+
+/// Renders notification bodies with the configuration's assets (the same decimal
+/// formatting as replies and pushes). It holds an empty read model of the
+/// configuration: payments name assets only, and assets never change at run time.
+#[derive(Debug)]
+pub struct Renderer {
+    view: ReadModel,
+}
+
+impl Renderer {
+    pub fn new(config: &EngineConfig) -> Self {
+        Self { view: ReadModel::from_engine(&Engine::new(config)) }
+    }
+
+    /// The body of notification `id` of `kind` for `account`; `None` when the event
+    /// has no rendering.
+    pub fn body(
+        &self,
+        id: &str,
+        kind: &str,
+        account: AccountId,
+        seq: Seq,
+        timestamp: Timestamp,
+        event: &Event,
+    ) -> Option<String> {
+        let data = Formatter::new(&self.view).event(event, &Principal::Admin)?;
+        let payload = Payload { id, kind, created: Time(timestamp), account: account.get(), seq: seq.get(), data };
+        serde_json::to_string(&payload).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bourse_core::ids::{AssetId, PaymentId};
+    use bourse_core::money::Amount;
+
+    use super::*;
+
+    fn amount(units: u64) -> Amount {
+        Amount::new(units).unwrap()
+    }
+
+    #[test]
+    fn payment_events_notify_the_payee_and_where_relevant_the_payer() {
+        let (payer, payee, asset, payment) = (AccountId::new(1), AccountId::new(2), AssetId::new(0), PaymentId::new(9));
+        let transferred = Event::Transferred { payment, from: payer, to: payee, asset, amount: amount(5) };
+        assert_eq!(notifications(&transferred).as_slice(), &[(payee, PAYMENT_RECEIVED)]);
+        let refunded = Event::Refunded { payment, payer, payee, asset, amount: amount(1), refunded_total: amount(1) };
+        assert_eq!(notifications(&refunded).as_slice(), &[(payee, PAYMENT_REFUNDED), (payer, PAYMENT_REFUNDED)]);
+        let voided = Event::Voided { payment, payer, payee, asset, released: amount(3) };
+        assert_eq!(notifications(&voided).as_slice(), &[(payee, AUTHORIZATION_VOIDED), (payer, AUTHORIZATION_VOIDED)]);
+        let balance = Event::BalanceChanged { account: payee, asset, available: amount(1), held: amount(0) };
+        assert!(notifications(&balance).is_empty());
+        for event in [transferred, refunded, voided] {
+            for (_, kind) in notifications(&event) {
+                assert!(EVENT_TYPES.contains(&kind), "{kind} is not listed in EVENT_TYPES");
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_carry_the_id_type_time_account_and_the_event_in_decimals() {
+        let config = crate::config::ServerConfig::embedded().unwrap().engine;
+        let renderer = Renderer::new(&config);
+        let usd = config.assets().find("USD").unwrap().0;
+        let event = Event::Transferred {
+            payment: PaymentId::new(7),
+            from: AccountId::new(0),
+            to: AccountId::new(1),
+            asset: usd,
+            amount: amount(2_500),
+        };
+        let id = event_id(Seq::new(42), 0, AccountId::new(1));
+        assert_eq!(id, "evt_42_0_1");
+        let body = renderer
+            .body(&id, PAYMENT_RECEIVED, AccountId::new(1), Seq::new(42), Timestamp::from_nanos(1_500_000_000), &event)
+            .unwrap();
+        assert_eq!(
+            body,
+            r#"{"id":"evt_42_0_1","type":"payment.received","created":"1970-01-01T00:00:01.500000000Z","account":1,"seq":42,"data":{"type":"transferred","payment":7,"from":0,"to":1,"asset":"USD","amount":"25.00"}}"#
+        );
+    }
+}
