@@ -1,5 +1,6 @@
-//! The account actor's state: who owns it, its KYC tier, whether it is frozen, and a
-//! balance (`available` and `held`) per asset it has ever touched.
+//! The account actor's state: who owns it, its KYC tier, whether it is frozen, a
+//! balance (`available` and `held`) per asset it has ever touched, and its risk
+//! counters (`risk::RiskCounters`), once it has paid under a published rule set.
 //!
 //! Only the engine's `Ledger` changes balances, so that every change also moves the
 //! per-asset running totals that reconciliation checks.
@@ -8,6 +9,7 @@ use smallvec::SmallVec;
 
 use crate::ids::{AssetId, KycTier, OwnerId};
 use crate::money::Amount;
+use crate::risk::RiskCounters;
 
 /// An account's holding of one asset. `available` can be spent; `held` is reserved for
 /// open authorizations (and, later, open orders).
@@ -44,11 +46,13 @@ pub struct Account {
     owner: OwnerId,
     kyc_tier: KycTier,
     frozen: bool,
+    /// Boxed: most accounts never need counters, and a pointer keeps the account small.
+    risk: Option<Box<RiskCounters>>,
 }
 
 impl Account {
     pub(crate) fn new(owner: OwnerId, kyc_tier: KycTier) -> Self {
-        Self { balances: SmallVec::new(), owner, kyc_tier, frozen: false }
+        Self { balances: SmallVec::new(), owner, kyc_tier, frozen: false, risk: None }
     }
 
     pub fn owner(&self) -> OwnerId {
@@ -83,7 +87,22 @@ impl Account {
         balances: &[(AssetId, Amount, Amount)],
     ) -> Self {
         let balances = balances.iter().map(|&(asset, available, held)| Balance { asset, available, held }).collect();
-        Self { balances, owner, kyc_tier, frozen }
+        Self { balances, owner, kyc_tier, frozen, risk: None }
+    }
+
+    /// The risk counters, if the account has paid since the first rule set was
+    /// published (and they count anything).
+    pub fn risk(&self) -> Option<&RiskCounters> {
+        self.risk.as_deref().filter(|counters| !counters.is_empty())
+    }
+
+    /// The counters, created on first use.
+    pub(crate) fn risk_mut(&mut self) -> &mut RiskCounters {
+        self.risk.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn set_risk(&mut self, counters: RiskCounters) {
+        self.risk = Some(Box::new(counters));
     }
 
     pub(crate) fn set_frozen(&mut self, frozen: bool) {

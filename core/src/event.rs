@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use crate::command::CommandKind;
-use crate::ids::{AccountId, AssetId, KycTier, OwnerId, PaymentId, Reference, Timestamp};
+use crate::ids::{AccountId, AssetId, HoldId, KycTier, OwnerId, PaymentId, Reference, RuleVersion, Timestamp};
 use crate::money::Amount;
+use crate::rules::RuleKind;
 
 /// Why a command was refused. The state is left as it was (apart from remembering
 /// the outcome under the command's idempotency key).
@@ -74,11 +75,23 @@ pub enum RejectReason {
     InvalidMarket,
     /// A bounded table is full (accounts, payments, authorizations, idempotency keys).
     CapacityExceeded,
+    /// A risk or compliance rule refused the command; the `Event::RuleViolated` just
+    /// before names the rule and the version.
+    RuleViolation,
+    /// A rule set that does not validate against the engine's assets, a share above
+    /// 10,000 bps, or a rollback to a version that is not earlier than those in effect.
+    InvalidRules,
+    /// No rule set was published with this version.
+    UnknownRuleVersion,
+    /// No payment is held for review under this id (or its decision was forgotten).
+    UnknownHold,
+    /// The hold was already decided the other way.
+    HoldDecided,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order: `ALL[reason as usize] == reason`.
-    pub const ALL: [RejectReason; 30] = [
+    pub const ALL: [RejectReason; 35] = [
         RejectReason::UnknownAccount,
         RejectReason::UnknownAsset,
         RejectReason::UnknownPayment,
@@ -109,6 +122,11 @@ impl RejectReason {
         RejectReason::PostOnlyWouldTake,
         RejectReason::InvalidMarket,
         RejectReason::CapacityExceeded,
+        RejectReason::RuleViolation,
+        RejectReason::InvalidRules,
+        RejectReason::UnknownRuleVersion,
+        RejectReason::UnknownHold,
+        RejectReason::HoldDecided,
     ];
 
     /// The reason whose discriminant is `code`.
@@ -146,17 +164,24 @@ pub enum Outcome {
         payment: Option<PaymentId>,
     },
     Rejected(RejectReason),
+    /// A rule held the payment for an operator's review: its funds are held under
+    /// `hold` until a `ReviewDecision`.
+    HeldForReview {
+        hold: HoldId,
+    },
 }
 
 impl Outcome {
     /// The outcome as (kind, value): 0 accepted without a payment; 1 accepted with
-    /// payment `value`; 2 rejected with the reason whose discriminant is `value`. The
-    /// one encoding the idempotency table, the state hash and snapshots share.
+    /// payment `value`; 2 rejected with the reason whose discriminant is `value`; 3
+    /// held for review under hold `value`. The one encoding the idempotency table, the
+    /// state hash and snapshots share.
     pub fn code(self) -> (u8, u64) {
         match self {
             Outcome::Accepted { payment: None } => (0, 0),
             Outcome::Accepted { payment: Some(payment) } => (1, payment.get()),
             Outcome::Rejected(reason) => (2, reason as u64),
+            Outcome::HeldForReview { hold } => (3, hold.get()),
         }
     }
 
@@ -166,6 +191,7 @@ impl Outcome {
             0 if value == 0 => Some(Outcome::Accepted { payment: None }),
             1 => Some(Outcome::Accepted { payment: Some(PaymentId::new(value)) }),
             2 => RejectReason::from_code(value).map(Outcome::Rejected),
+            3 if value != 0 => Some(Outcome::HeldForReview { hold: HoldId::new(value) }),
             _ => None,
         }
     }
@@ -340,6 +366,64 @@ pub enum Event {
         kind: CommandKind,
         original: Outcome,
     },
+    /// A rule set was published as `version`.
+    RulesPublished {
+        version: RuleVersion,
+    },
+    /// `version` is in effect for the accounts whose rollout bucket is below
+    /// `share_bps` (10,000: for everyone, as the fully active version; 0: the rollout
+    /// ended).
+    RulesActivated {
+        version: RuleVersion,
+        share_bps: u16,
+    },
+    /// `to` is the fully active version for everyone again (`RuleVersion::NONE`: no
+    /// rules); `from` was the highest version in effect.
+    RulesRolledBack {
+        from: RuleVersion,
+        to: RuleVersion,
+    },
+    /// The rule `rule` of `account`'s rules, version `version`, refused a command of
+    /// `kind`; a `Rejected { reason: RuleViolation }` follows. `account` is whose rules
+    /// decided (the payee's, when the payee blocks the payer).
+    RuleViolated {
+        kind: CommandKind,
+        account: AccountId,
+        rule: RuleKind,
+        version: RuleVersion,
+    },
+    /// A payment of `kind` waits for an operator's review: `amount` is held in the
+    /// payer's account under `hold`. `payee` is `None` for a withdrawal and a split
+    /// payment (its payees hear of it if it is approved). `rule` of the payer's rules,
+    /// version `version`, decided it.
+    HeldForReview {
+        hold: HoldId,
+        kind: CommandKind,
+        payer: AccountId,
+        payee: Option<AccountId>,
+        asset: AssetId,
+        amount: Amount,
+        rule: RuleKind,
+        version: RuleVersion,
+    },
+    /// An operator approved the hold; the payment's own events follow (`Transferred`,
+    /// `Authorized`, `Transferred`s and `SplitPaid`, or `Withdrawn`).
+    ReviewApproved {
+        hold: HoldId,
+        payer: AccountId,
+        payee: Option<AccountId>,
+        asset: AssetId,
+        amount: Amount,
+    },
+    /// An operator rejected the hold: `amount` went back to the payer's available
+    /// balance.
+    ReviewRejected {
+        hold: HoldId,
+        payer: AccountId,
+        payee: Option<AccountId>,
+        asset: AssetId,
+        amount: Amount,
+    },
 }
 
 #[cfg(test)]
@@ -362,6 +446,8 @@ mod tests {
             Outcome::Accepted { payment: Some(PaymentId::new(42)) },
             Outcome::Rejected(RejectReason::InsufficientFunds),
             Outcome::Rejected(RejectReason::CapacityExceeded),
+            Outcome::Rejected(RejectReason::HoldDecided),
+            Outcome::HeldForReview { hold: HoldId::new(7) },
         ];
         for outcome in outcomes {
             let (kind, value) = outcome.code();
@@ -369,6 +455,7 @@ mod tests {
         }
         assert_eq!(Outcome::from_code(0, 7), None);
         assert_eq!(Outcome::from_code(2, RejectReason::ALL.len() as u64), None);
-        assert_eq!(Outcome::from_code(3, 0), None);
+        assert_eq!(Outcome::from_code(3, 0), None, "hold ids start at 1");
+        assert_eq!(Outcome::from_code(4, 0), None);
     }
 }

@@ -65,6 +65,19 @@ id_newtype!(
     /// A command's position in the journal. Strictly increasing, never reused.
     Seq(u64)
 );
+id_newtype!(
+    /// A payment held for an operator's review, assigned in command order from 1.
+    HoldId(u64)
+);
+id_newtype!(
+    /// A published rule set: 1, 2, … in publish order. `RuleVersion::NONE` (0) names
+    /// "no rule set" (a rollback to it lifts every rule).
+    RuleVersion(u32)
+);
+
+impl RuleVersion {
+    pub const NONE: RuleVersion = RuleVersion(0);
+}
 
 /// Command time: nanoseconds since the Unix epoch, stamped by the sequencer. The
 /// engine never reads a clock; every deadline is compared with this.

@@ -12,6 +12,9 @@
 //! - `command`: one type per command, and the sequenced command the engine applies.
 //! - `event`: what happened, rejections included, and their reasons.
 //! - `account`: the account actor's state (balances per asset, tier, freeze).
+//! - `rules`: risk and compliance rule sets as data (limits per tier and account,
+//!   review thresholds, blocked counterparties), their validation and diff.
+//! - `risk`: the account actor's risk counters (daily outflow, payments per minute).
 //! - `reconcile`: per-asset running totals and the full reconciliation report.
 //! - `prefetch`: a cache-line prefetch hint (the core's only `unsafe`).
 //! - `engine`: the state machine that owns every actor and applies commands.
@@ -29,6 +32,8 @@ pub mod market;
 pub mod money;
 mod prefetch;
 pub mod reconcile;
+pub mod risk;
+pub mod rules;
 pub mod state;
 
-pub use engine::{Capacity, Depth, Engine, StateHash};
+pub use engine::{Capacity, Depth, Engine, RuleChange, RuleChangeKind, RuleViolation, StateHash};

@@ -72,3 +72,42 @@ pub const ORDERS_PER_ACCOUNT_MAX: u32 = 10_000;
 pub const PRICE_LEVELS_PER_SIDE_MAX: usize = 100_000;
 /// Levels a depth request may ask for, per side.
 pub const DEPTH_LEVELS_MAX: usize = 1_000;
+
+// Risk and compliance rules (`rules`, `engine::rules`, `engine::review`).
+
+/// Rule set versions that may be published (numbered 1, 2, …); past it, a publish is
+/// rejected with `CapacityExceeded`.
+pub const RULE_VERSIONS_MAX: u32 = 1_000;
+/// Rule changes (publish, activate, roll back) the engine keeps in its history; past
+/// it, rule changes are rejected with `CapacityExceeded`.
+pub const RULE_CHANGES_MAX: usize = 10_000;
+/// Accounts with limits of their own in one rule set.
+pub const RULE_OVERRIDES_MAX: usize = 500;
+/// Per-asset amounts (order notional, single payment, daily outflow, review
+/// threshold) in one rule set, across every tier and account.
+pub const RULE_AMOUNT_ENTRIES_MAX: usize = 500;
+/// Blocked counterparties in one rule set, across every list.
+pub const RULE_BLOCKED_MAX: usize = 2_000;
+/// Bytes of a rule set's description.
+pub const RULE_DESCRIPTION_BYTES_MAX: usize = 200;
+/// Bytes of one amount as written in a rule set (`"10000.00"`).
+pub const RULE_AMOUNT_TEXT_BYTES_MAX: usize = 32;
+/// Highest `payments_per_minute` a rule may set; also the most payment times an
+/// account's counters keep.
+pub const PAYMENTS_PER_MINUTE_MAX: u32 = 120;
+/// The window `payments_per_minute` counts over: payments in `(now - 60 s, now]`.
+pub const PAYMENT_WINDOW: Timestamp = Timestamp::from_nanos(60 * NANOS_PER_SECOND);
+/// Rollout buckets: an account is in a rollout of `share_bps` when its bucket
+/// (`rules::rollout_bucket`) is below `share_bps`.
+pub const ROLLOUT_BUCKETS: u16 = 10_000;
+/// Payments held for review at once; past it, a payment that would be held is
+/// rejected with `CapacityExceeded`.
+pub const REVIEW_HOLDS_PENDING_MAX: usize = 65_536;
+/// Review holds remembered at once, pending and decided.
+pub const REVIEW_HOLDS_MAX: usize = 1_048_576;
+/// A decided review hold is remembered this long (command time) after its decision,
+/// so that a repeated decision replays instead of failing.
+pub const REVIEW_DECISION_RETENTION: Timestamp = IDEMPOTENCY_RETENTION;
+
+const _: () = assert!(PAYMENTS_PER_MINUTE_MAX as usize <= 1024);
+const _: () = assert!(REVIEW_HOLDS_PENDING_MAX <= REVIEW_HOLDS_MAX);

@@ -24,6 +24,90 @@ pub struct EngineState {
     /// Per market, bids best first then asks best first, each level's orders in queue order.
     pub orders: Vec<OrderRow>,
     pub next_order_id: u64,
+    /// Published rule sets, version 1 first, each as its canonical TOML
+    /// (`RuleSet::to_toml_string`), compiled again on rebuild.
+    pub rule_versions: Vec<String>,
+    /// The fully active rule version (0: none).
+    pub rules_base: u32,
+    /// The rollout in progress: its version (0: none) and share in basis points.
+    pub rules_rollout_version: u32,
+    pub rules_rollout_share_bps: u16,
+    /// Every rule change, in the order made.
+    pub rule_changes: Vec<RuleChangeRow>,
+    /// Accounts with risk counters, by account.
+    pub risk_counters: Vec<RiskCounterRow>,
+    /// Their day's outflow, ordered by account then asset.
+    pub risk_outflows: Vec<RiskOutflowRow>,
+    /// Their recent payment times, ordered by account then time.
+    pub risk_payment_times: Vec<RiskPaymentTimeRow>,
+    /// Payments held for review, pending and decided, by hold id.
+    pub review_holds: Vec<ReviewHoldRow>,
+    /// The legs of held split payments, by hold then leg order.
+    pub review_legs: Vec<ReviewLegRow>,
+    pub next_hold_id: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct RuleChangeRow {
+    pub seq: u64,
+    pub at: u64,
+    /// 0 published `version`; 1 activated `version` for `share_bps`; 2 rolled back
+    /// from `from` to `version`.
+    pub kind: u8,
+    pub version: u32,
+    pub share_bps: u16,
+    pub from: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct RiskCounterRow {
+    pub account: u32,
+    /// The UTC day (since the epoch) the outflow rows count.
+    pub day: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct RiskOutflowRow {
+    pub account: u32,
+    pub asset: u16,
+    pub amount: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct RiskPaymentTimeRow {
+    pub account: u32,
+    pub at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ReviewHoldRow {
+    pub id: u64,
+    /// 0 transfer, 1 authorization, 2 split payment, 3 withdrawal.
+    pub kind: u8,
+    pub payer: u32,
+    /// The payee of a transfer or authorization (else 0).
+    pub payee: u32,
+    pub asset: u16,
+    pub amount: u64,
+    /// An authorization's expiry (else 0).
+    pub expires_at: u64,
+    /// A withdrawal's reference (else empty).
+    pub reference: String,
+    pub version: u32,
+    pub created_at: u64,
+    /// 0 pending, 1 approved, 2 rejected.
+    pub decision: u8,
+    pub decided_at: u64,
+    /// The decision's outcome, as `Outcome::code` (when decided).
+    pub outcome: u8,
+    pub outcome_value: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ReviewLegRow {
+    pub hold: u64,
+    pub payee: u32,
+    pub amount: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]

@@ -89,6 +89,8 @@ impl From<Outcome> for Observed {
         match outcome {
             Outcome::Accepted { payment } => Observed::Accepted(payment),
             Outcome::Rejected(reason) => Observed::Rejected(reason),
+            // This model publishes no rules, so nothing is ever held for review.
+            Outcome::HeldForReview { hold } => panic!("hold {hold} without a rule set"),
         }
     }
 }

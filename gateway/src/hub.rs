@@ -430,7 +430,21 @@ pub fn concerned(event: &Event) -> SmallVec<[AccountId; 2]> {
         | Event::Refunded { payer, payee, .. } => accounts.extend([payer, payee]),
         Event::SplitPaid { payer, .. } => accounts.push(payer),
         Event::Trade { maker_account, taker_account, .. } => accounts.extend([maker_account, taker_account]),
-        Event::MarketAdded { .. } | Event::BookChanged { .. } | Event::Rejected { .. } | Event::Replayed { .. } => {}
+        Event::HeldForReview { payer, payee, .. }
+        | Event::ReviewApproved { payer, payee, .. }
+        | Event::ReviewRejected { payer, payee, .. } => {
+            accounts.push(payer);
+            accounts.extend(payee);
+        }
+        // Operator commands and rejections: the reply tells whoever asked.
+        Event::MarketAdded { .. }
+        | Event::BookChanged { .. }
+        | Event::Rejected { .. }
+        | Event::Replayed { .. }
+        | Event::RulesPublished { .. }
+        | Event::RulesActivated { .. }
+        | Event::RulesRolledBack { .. }
+        | Event::RuleViolated { .. } => {}
     }
     accounts
 }

@@ -339,7 +339,15 @@ impl ReadModel {
             | Event::SplitPaid { .. }
             | Event::Refunded { .. }
             | Event::Rejected { .. }
-            | Event::Replayed { .. } => {}
+            | Event::Replayed { .. }
+            // Balances held or released by rules come as `BalanceChanged`.
+            | Event::RulesPublished { .. }
+            | Event::RulesActivated { .. }
+            | Event::RulesRolledBack { .. }
+            | Event::RuleViolated { .. }
+            | Event::HeldForReview { .. }
+            | Event::ReviewApproved { .. }
+            | Event::ReviewRejected { .. } => {}
         }
     }
 

@@ -6,16 +6,19 @@
 //! - `funding`: deposit and withdrawal against an external reference.
 //! - `payment`: transfer, authorize / capture / void, split payment, refund.
 //! - `order`: add a market; place, cancel, cancel-all, amend orders.
+//! - `rules`: publish, activate and roll back rule sets; decide a review hold.
 
 mod account;
 mod funding;
 mod order;
 mod payment;
+mod rules;
 
 pub use account::{FreezeAccount, OpenAccount, SetKycTier, UnfreezeAccount};
 pub use funding::{Deposit, Withdraw};
 pub use order::{AddMarket, AmendOrder, CancelAll, CancelOrder, OrderRef, OrderSize, PlaceOrder};
 pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
+pub use rules::{ActivateRules, PublishRules, ReviewDecision, RollbackRules};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -46,6 +49,10 @@ pub enum Command {
     /// Does nothing but advance command time, so that authorizations expire when no
     /// other command arrives. The sequencer sends one when it has been idle.
     Tick,
+    PublishRules(PublishRules),
+    ActivateRules(ActivateRules),
+    RollbackRules(RollbackRules),
+    ReviewDecision(ReviewDecision),
 }
 
 /// The kind of a command, without its payload: named in rejections and metrics.
@@ -69,6 +76,10 @@ pub enum CommandKind {
     CancelAll,
     AmendOrder,
     Tick,
+    PublishRules,
+    ActivateRules,
+    RollbackRules,
+    ReviewDecision,
 }
 
 impl Command {
@@ -92,6 +103,10 @@ impl Command {
             Command::CancelAll(_) => CommandKind::CancelAll,
             Command::AmendOrder(_) => CommandKind::AmendOrder,
             Command::Tick => CommandKind::Tick,
+            Command::PublishRules(_) => CommandKind::PublishRules,
+            Command::ActivateRules(_) => CommandKind::ActivateRules,
+            Command::RollbackRules(_) => CommandKind::RollbackRules,
+            Command::ReviewDecision(_) => CommandKind::ReviewDecision,
         }
     }
 }

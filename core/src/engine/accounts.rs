@@ -1,9 +1,10 @@
 //! Handlers for the account lifecycle and for money crossing the system's edge.
 
-use super::{Engine, Handled};
+use super::review::HeldPayment;
+use super::{Engine, Handled, Reviewed};
 use crate::account::Account;
 use crate::command::{CommandKind, Deposit, OpenAccount, SetKycTier, Withdraw};
-use crate::event::{CancelReason, Event, RejectReason};
+use crate::event::{CancelReason, Event, Outcome, RejectReason};
 use crate::ids::{AccountId, AssetId};
 use crate::limits::ACCOUNTS_MAX;
 
@@ -54,10 +55,16 @@ impl Engine {
         Ok(None)
     }
 
-    pub(super) fn withdraw(&mut self, command: &Withdraw, out: &mut Vec<Event>) -> Handled {
+    pub(super) fn withdraw(&mut self, command: &Withdraw, out: &mut Vec<Event>) -> Reviewed {
         command.check()?;
         self.require_asset(command.asset)?;
         self.require_funds(command.account, command.asset, command.amount)?;
+        let (account, asset, amount) = (command.account, command.asset, command.amount);
+        if let Some(review) = self.gate_payment(CommandKind::Withdraw, account, [], asset, amount, out)? {
+            let held = HeldPayment::Withdraw { reference: command.reference };
+            return self.hold_for_review(held, account, asset, amount, review, out);
+        }
+        self.record_outflow(account, asset, amount);
         self.ledger.withdraw(command.account, command.asset, command.amount);
         out.push(Event::Withdrawn {
             account: command.account,
@@ -65,7 +72,7 @@ impl Engine {
             amount: command.amount,
             reference: command.reference,
         });
-        Ok(None)
+        Ok(Outcome::Accepted { payment: None })
     }
 
     // Shared checks, used by the payment handlers too.

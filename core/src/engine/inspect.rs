@@ -110,7 +110,76 @@ impl Engine {
             u64s(&mut hasher, &[at.as_nanos(), u64::from(account.get()), entry.fingerprint, u64::from(code), value]);
             hasher.update(&key.get().to_le_bytes());
         }
+        self.hash_rules(&mut hasher);
         StateHash(hasher.digest128())
+    }
+
+    /// The rules' share of the state hash: rule versions (their canonical text), what
+    /// is in effect, the history, risk counters and review holds. Nothing at all while
+    /// no rule set was ever published, so such a state hashes as it did before rules
+    /// existed (and journals checkpointed then still verify).
+    fn hash_rules(&self, hasher: &mut Xxh3) {
+        if self.rules.is_empty() && self.reviews.is_empty() {
+            return;
+        }
+        let u64s = |hasher: &mut Xxh3, values: &[u64]| {
+            for value in values {
+                hasher.update(&value.to_le_bytes());
+            }
+        };
+        hasher.update(b"bourse-rules-v1");
+        let (base, rollout) = (self.rules.base(), self.rules.rollout());
+        let (rollout_version, rollout_share) = rollout.map_or((0, 0), |(version, share)| (version.get(), share));
+        u64s(hasher, &[u64::from(base.get()), u64::from(rollout_version), u64::from(rollout_share)]);
+        u64s(hasher, &[self.rules.versions().len() as u64]);
+        for published in self.rules.versions() {
+            u64s(hasher, &[published.text.len() as u64]);
+            hasher.update(published.text.as_bytes());
+        }
+        u64s(hasher, &[self.rules.history().len() as u64]);
+        for change in self.rules.history() {
+            let (kind, version, share, from) = match change.kind {
+                super::RuleChangeKind::Published { version } => (0, version.get(), 0, 0),
+                super::RuleChangeKind::Activated { version, share_bps } => (1, version.get(), share_bps, 0),
+                super::RuleChangeKind::RolledBack { from, to } => (2, to.get(), 0, from.get()),
+            };
+            let packed = u64::from(version) | u64::from(share) << 32 | kind << 48;
+            u64s(hasher, &[change.seq.get(), change.at.as_nanos(), packed, u64::from(from)]);
+        }
+        for (index, account) in self.ledger.accounts().iter().enumerate() {
+            let Some(counters) = account.risk() else { continue };
+            u64s(hasher, &[index as u64, counters.day(), counters.outflow().len() as u64]);
+            for &(asset, amount) in counters.outflow() {
+                u64s(hasher, &[u64::from(asset.get()), amount.minor_units()]);
+            }
+            u64s(hasher, &[counters.payment_times().len() as u64]);
+            for at in counters.payment_times() {
+                u64s(hasher, &[at.as_nanos()]);
+            }
+        }
+        u64s(hasher, &[u64::MAX, self.reviews.next_id()]);
+        for (id, hold) in self.reviews.iter() {
+            let (kind, payee) =
+                (hold.payment.kind() as u64, hold.payment.payee().map_or(u64::MAX, |payee| u64::from(payee.get())));
+            let asset = u64::from(hold.asset.get());
+            u64s(hasher, &[id.get(), kind, u64::from(hold.payer.get()), payee, asset, hold.amount.minor_units()]);
+            u64s(hasher, &[u64::from(hold.version.get()), hold.created_at.as_nanos()]);
+            match &hold.payment {
+                super::review::HeldPayment::Authorize { expires_at, .. } => u64s(hasher, &[expires_at.as_nanos()]),
+                super::review::HeldPayment::Split { legs } => {
+                    for leg in legs {
+                        u64s(hasher, &[u64::from(leg.payee.get()), leg.amount.minor_units()]);
+                    }
+                }
+                super::review::HeldPayment::Withdraw { reference } => hasher.update(reference.as_bytes()),
+                super::review::HeldPayment::Transfer { .. } => {}
+            }
+            let decision = hold.decision.map_or([0, 0, 0, 0], |decision| {
+                let (code, value) = decision.outcome.code();
+                [1 + u64::from(decision.approve), decision.at.as_nanos(), u64::from(code), value]
+            });
+            u64s(hasher, &decision);
+        }
     }
 
     /// Recomputes every asset's total and every hold from the accounts and payment
@@ -129,6 +198,9 @@ impl Engine {
         };
         for (_, record) in self.payments.iter() {
             reserve(record.payer.get(), record.asset, record.held().minor_units());
+        }
+        for (_, hold) in self.reviews.iter().filter(|(_, hold)| hold.decision.is_none()) {
+            reserve(hold.payer.get(), hold.asset, hold.amount.minor_units());
         }
         for (_, order) in self.orders.iter() {
             let spec = self.markets[order.market().index()].spec();
@@ -198,6 +270,12 @@ impl Engine {
         }
         self.payments.check_invariants();
         self.idempotency.check_invariants();
+        self.rules.check_invariants();
+        self.reviews.check_invariants();
+        for (id, hold) in self.reviews.iter() {
+            assert!(self.ledger.get(hold.payer).is_some(), "review hold {id}: payer exists");
+            assert!(self.rules.get(hold.version).is_some(), "review hold {id}: its rule version was published");
+        }
         self.check_books();
     }
 

@@ -79,6 +79,12 @@ impl Ledger {
         self.debit(account, asset, amount);
     }
 
+    /// Money leaving to outside from a hold: a withdrawal approved after review.
+    pub(crate) fn withdraw_held(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
+        self.totals[asset.index()].record_withdrawal(amount);
+        self.debit_held(account, asset, amount);
+    }
+
     /// Adds to `available`.
     pub(crate) fn credit(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
         self.account_mut(account, asset).add_available(asset, amount);

@@ -9,6 +9,9 @@
 //! - `pay`: handlers for transfers, two-phase payments, split payments, refunds.
 //! - `trade`: handlers for markets and orders: place, cancel, cancel-all, amend.
 //! - `settle`: settlement of each fill between the two accounts and the house.
+//! - `rules`: published rule versions, what is in effect for whom, the change history.
+//! - `risk`: enforcement of the rules in effect on payments and orders.
+//! - `review`: payments held for an operator's review, and the decision on them.
 //! - `inspect`: the state hash, full reconciliation and invariant checks.
 //! - `state`: export to plain rows and rebuild from them (snapshots, recovery).
 
@@ -19,11 +22,18 @@ mod keytable;
 mod ledger;
 mod pay;
 mod payments;
+mod review;
+mod risk;
+mod risk_state;
+mod rules;
 mod settle;
 mod state;
 mod trade;
 
 pub use inspect::StateHash;
+pub use review::ReviewHoldInfo;
+pub use risk::RuleViolation;
+pub use rules::{RuleChange, RuleChangeKind};
 pub use state::StateError;
 
 use crate::account::{Account, Balance};
@@ -37,11 +47,33 @@ use crate::market::Market;
 use idempotency::{Entry, IdempotencyTable, Lookup};
 use ledger::Ledger;
 use payments::{PaymentBook, PaymentState};
+use review::ReviewBook;
+use rules::RuleBook;
 
 /// What a handler returns: the payment it created (if any), or why it refused. A
 /// handler checks everything before it changes anything, so `Err` leaves the state
 /// exactly as it found it.
 type Handled = Result<Option<PaymentId>, RejectReason>;
+
+/// What a handler that may hold its payment for review returns: its outcome.
+type Reviewed = Result<Outcome, RejectReason>;
+
+/// A keyed handler's result as the outcome its key remembers.
+trait IntoOutcome {
+    fn into_outcome(self) -> Result<Outcome, RejectReason>;
+}
+
+impl IntoOutcome for Handled {
+    fn into_outcome(self) -> Result<Outcome, RejectReason> {
+        self.map(|payment| Outcome::Accepted { payment })
+    }
+}
+
+impl IntoOutcome for Reviewed {
+    fn into_outcome(self) -> Result<Outcome, RejectReason> {
+        self
+    }
+}
 
 /// A depth snapshot of one market: `(price, total lots, orders)` per level, best first.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +114,10 @@ pub struct Engine {
     touched_levels: Vec<(MarketId, Side, Price)>,
     /// Reused by cancel-all, so that it never allocates in steady state.
     scratch_slots: Vec<Slot>,
+    /// Risk and compliance rule versions, what is in effect, their history.
+    rules: RuleBook,
+    /// Payments held for review.
+    reviews: ReviewBook,
     last_seq: Option<Seq>,
     now: Timestamp,
 }
@@ -102,6 +138,8 @@ impl Engine {
             next_order_id: 1,
             touched_levels: Vec::with_capacity(64),
             scratch_slots: Vec::new(),
+            rules: RuleBook::default(),
+            reviews: ReviewBook::default(),
             last_seq: None,
             now: Timestamp::default(),
         }
@@ -119,6 +157,7 @@ impl Engine {
         self.expire_authorizations(out);
         self.idempotency.expire(self.now);
         self.payments.evict(self.now);
+        self.reviews.forget(self.now);
         self.dispatch(&command.command, out);
         self.publish_levels(out);
 
@@ -174,6 +213,10 @@ impl Engine {
             Command::CancelAll(c) => self.cancel_all(c, out),
             Command::AmendOrder(c) => self.amend_order(c, out),
             Command::Tick => {}
+            Command::PublishRules(c) => self.publish_rules(c, out),
+            Command::ActivateRules(c) => self.activate_rules(*c, out),
+            Command::RollbackRules(c) => self.rollback_rules(*c, out),
+            Command::ReviewDecision(c) => self.review_decision(*c, out),
         }
     }
 
@@ -196,12 +239,12 @@ impl Engine {
     /// Runs a keyed command at most once per (account, key): a retry with the same
     /// content replays the recorded outcome, other content is a conflict, and the
     /// outcome of a first run (success or rejection) is recorded for good.
-    fn keyed<C: Keyed>(
+    fn keyed<C: Keyed, R: IntoOutcome>(
         &mut self,
         kind: CommandKind,
         command: &C,
         out: &mut Vec<Event>,
-        handler: fn(&mut Self, &C, &mut Vec<Event>) -> Handled,
+        handler: fn(&mut Self, &C, &mut Vec<Event>) -> R,
     ) {
         let reject = |out: &mut Vec<Event>, reason| out.push(Event::Rejected { kind, reason });
         // Keys are scoped to an existing account: refusing unknown ones here keeps
@@ -219,8 +262,8 @@ impl Engine {
         if !self.idempotency.has_room() {
             return reject(out, RejectReason::CapacityExceeded);
         }
-        let outcome = match handler(self, command, out) {
-            Ok(payment) => Outcome::Accepted { payment },
+        let outcome = match handler(self, command, out).into_outcome() {
+            Ok(outcome) => outcome,
             Err(reason) => {
                 reject(out, reason);
                 Outcome::Rejected(reason)

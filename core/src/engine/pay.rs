@@ -1,16 +1,18 @@
-//! Handlers for payments between accounts. Each checks everything first, then
-//! commits with ledger primitives that cannot fail.
+//! Handlers for payments between accounts. Each checks everything first (the risk
+//! rules last, `engine::risk`), then commits with ledger primitives that cannot fail,
+//! or holds the payment for review (`engine::review`).
 
 use super::payments::{PaymentKind, PaymentRecord, PaymentState};
-use super::{Engine, Handled};
-use crate::command::{Authorize, Capture, Refund, SplitPayment, Transfer, Void};
-use crate::event::{Event, RejectReason};
+use super::review::HeldPayment;
+use super::{Engine, Handled, Reviewed};
+use crate::command::{Authorize, Capture, CommandKind, Refund, SplitPayment, Transfer, Void};
+use crate::event::{Event, Outcome, RejectReason};
 use crate::ids::{AccountId, AssetId, PaymentId};
 use crate::limits::AUTHORIZATION_DURATION_MAX;
 use crate::money::Amount;
 
 impl Engine {
-    pub(super) fn transfer(&mut self, command: &Transfer, out: &mut Vec<Event>) -> Handled {
+    pub(super) fn transfer(&mut self, command: &Transfer, out: &mut Vec<Event>) -> Reviewed {
         command.check()?;
         self.require_asset(command.asset)?;
         self.require_movable(command.to)?;
@@ -18,6 +20,18 @@ impl Engine {
         if !self.payments.has_room(1) {
             return Err(RejectReason::CapacityExceeded);
         }
+        let (payer, asset, amount) = (command.by, command.asset, command.amount);
+        if let Some(review) = self.gate_payment(CommandKind::Transfer, payer, [command.to], asset, amount, out)? {
+            return self.hold_for_review(
+                HeldPayment::Transfer { payee: command.to },
+                payer,
+                asset,
+                amount,
+                review,
+                out,
+            );
+        }
+        self.record_outflow(payer, asset, amount);
         let payment = self.pay(PaymentKind::Transfer, command.by, command.to, command.asset, command.amount);
         out.push(Event::Transferred {
             payment,
@@ -26,10 +40,10 @@ impl Engine {
             asset: command.asset,
             amount: command.amount,
         });
-        Ok(Some(payment))
+        Ok(Outcome::Accepted { payment: Some(payment) })
     }
 
-    pub(super) fn authorize(&mut self, command: &Authorize, out: &mut Vec<Event>) -> Handled {
+    pub(super) fn authorize(&mut self, command: &Authorize, out: &mut Vec<Event>) -> Reviewed {
         command.check()?;
         self.require_asset(command.asset)?;
         self.require_movable(command.payee)?;
@@ -41,6 +55,13 @@ impl Engine {
         if !self.payments.has_room_for_authorization() {
             return Err(RejectReason::CapacityExceeded);
         }
+        let (payer, asset, amount) = (command.by, command.asset, command.amount);
+        if let Some(review) = self.gate_payment(CommandKind::Authorize, payer, [command.payee], asset, amount, out)? {
+            let held = HeldPayment::Authorize { payee: command.payee, expires_at: command.expires_at };
+            return self.hold_for_review(held, payer, asset, amount, review, out);
+        }
+        // An authorization counts as outflow when it is made: captures only take it.
+        self.record_outflow(payer, asset, amount);
         self.ledger.hold(command.by, command.asset, command.amount);
         let payment = self.payments.push(PaymentRecord {
             payer: command.by,
@@ -62,7 +83,7 @@ impl Engine {
             amount: command.amount,
             expires_at: command.expires_at,
         });
-        Ok(Some(payment))
+        Ok(Outcome::Accepted { payment: Some(payment) })
     }
 
     pub(super) fn capture(&mut self, command: &Capture, out: &mut Vec<Event>) -> Handled {
@@ -121,7 +142,7 @@ impl Engine {
         Ok(Some(command.payment))
     }
 
-    pub(super) fn split_payment(&mut self, command: &SplitPayment, out: &mut Vec<Event>) -> Handled {
+    pub(super) fn split_payment(&mut self, command: &SplitPayment, out: &mut Vec<Event>) -> Reviewed {
         command.check()?;
         self.require_asset(command.asset)?;
         for leg in &command.legs {
@@ -138,6 +159,13 @@ impl Engine {
         if !self.payments.has_room(command.legs.len()) {
             return Err(RejectReason::CapacityExceeded);
         }
+        let (payer, asset) = (command.by, command.asset);
+        let payees = command.legs.iter().map(|leg| leg.payee);
+        if let Some(review) = self.gate_payment(CommandKind::SplitPayment, payer, payees, asset, total, out)? {
+            let held = HeldPayment::Split { legs: command.legs.clone() };
+            return self.hold_for_review(held, payer, asset, total, review, out);
+        }
+        self.record_outflow(payer, asset, total);
         let first_payment = self.payments.next_id();
         for leg in &command.legs {
             let payment = self.pay(PaymentKind::SplitLeg, command.by, leg.payee, command.asset, leg.amount);
@@ -156,7 +184,7 @@ impl Engine {
             total,
             legs: command.legs.len() as u8,
         });
-        Ok(Some(first_payment))
+        Ok(Outcome::Accepted { payment: Some(first_payment) })
     }
 
     pub(super) fn refund(&mut self, command: &Refund, out: &mut Vec<Event>) -> Handled {

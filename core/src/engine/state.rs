@@ -25,6 +25,12 @@ use crate::state::{
 #[error("engine state is not valid: {0}")]
 pub struct StateError(String);
 
+impl StateError {
+    pub(super) fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
 fn bad(what: impl Into<String>) -> StateError {
     StateError(what.into())
 }
@@ -78,7 +84,7 @@ impl Engine {
                 withdrawn: totals.withdrawn(),
             })
             .collect();
-        EngineState {
+        let mut state = EngineState {
             assets,
             last_seq: self.last_seq.map(Seq::get),
             now: self.now.as_nanos(),
@@ -95,7 +101,20 @@ impl Engine {
             markets: self.markets.iter().map(market_row).collect(),
             orders: self.order_rows(),
             next_order_id: self.next_order_id,
-        }
+            rule_versions: Vec::new(),
+            rules_base: 0,
+            rules_rollout_version: 0,
+            rules_rollout_share_bps: 0,
+            rule_changes: Vec::new(),
+            risk_counters: Vec::new(),
+            risk_outflows: Vec::new(),
+            risk_payment_times: Vec::new(),
+            review_holds: Vec::new(),
+            review_legs: Vec::new(),
+            next_hold_id: 1,
+        };
+        super::risk_state::export(self, &mut state);
+        state
     }
 
     fn order_rows(&self) -> Vec<OrderRow> {
@@ -138,6 +157,8 @@ impl Engine {
         let payments = restore_payments(state, &assets, known_account)?;
         let idempotency = restore_idempotency(&state.idempotency, known_account)?;
         let markets = state.markets.iter().map(|row| restore_market(row, &assets)).collect::<Result<Vec<_>, _>>()?;
+        let rules = super::risk_state::restore_rules(state, &assets)?;
+        let reviews = super::risk_state::restore_reviews(state, &assets, known_account)?;
         let mut engine = Engine {
             assets,
             ledger,
@@ -148,6 +169,8 @@ impl Engine {
             next_order_id: state.next_order_id,
             touched_levels: Vec::with_capacity(64),
             scratch_slots: Vec::new(),
+            rules,
+            reviews,
             last_seq: state.last_seq.map(Seq::new),
             now: Timestamp::from_nanos(state.now),
         };
@@ -270,6 +293,7 @@ fn restore_ledger(state: &EngineState, assets: &AssetTable, capacity: Capacity) 
     if balances.next().is_some() {
         return Err(bad("balance rows out of account order or for unknown accounts"));
     }
+    super::risk_state::restore_counters(state, &mut accounts, assets)?;
     let totals = state
         .totals
         .iter()

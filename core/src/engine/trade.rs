@@ -103,6 +103,12 @@ impl Engine {
             (Side::Buy, None, OrderSize::Qty(_)) => self.market_buy_cost(market, &taker, rate.taker_bps)?,
         };
         self.require_funds(command.by, asset, hold)?;
+        let notional = || match (command.price, command.size) {
+            (_, OrderSize::QuoteBudget(budget)) => Some(budget),
+            (Some(price), OrderSize::Qty(qty)) => spec.quote_amount(price, qty),
+            (None, OrderSize::Qty(_)) => self.market_notional(market, &taker),
+        };
+        self.gate_order(CommandKind::PlaceOrder, command.by, spec.quote, notional, rests, out)?;
         let killed = command.time_in_force == TimeInForce::Fok && self.fillable(market, &taker) < qty;
 
         let order = OrderId::new(self.next_order_id);
@@ -292,6 +298,10 @@ impl Engine {
         let held = resting_hold(spec, node.side(), price, qty, hold_bps).ok_or(RejectReason::InvalidPrice)?;
         let held_before = Amount::new(node.held()).expect("bounded");
         let (account, market, asset) = (command.by, node.market(), hold_asset(spec, node.side()));
+        if price != node.price() || grows {
+            let notional = || spec.quote_amount(price, qty);
+            self.gate_order(CommandKind::AmendOrder, account, spec.quote, notional, false, out)?;
+        }
         if price == node.price() && !grows {
             // Smaller at the same price: keeps its place in the queue.
             let book = &mut self.markets[market.index()].book;
@@ -426,6 +436,19 @@ impl Engine {
         let mut total = Qty::ZERO;
         walk(&market.book, &self.orders, taker, |_, offered| {
             total = total.plus(offered);
+            offered
+        });
+        total
+    }
+
+    /// The quote amount a market order would fill at against the book now, without
+    /// fees: its notional, for `max_order_notional`.
+    fn market_notional(&self, market: &Market, taker: &Taker) -> Option<Amount> {
+        let spec = market.spec();
+        let mut total = Some(Amount::ZERO);
+        walk(&market.book, &self.orders, taker, |maker, offered| {
+            let notional = spec.quote_amount(maker.price(), offered);
+            total = total.zip(notional).and_then(|(total, notional)| total.checked_add(notional));
             offered
         });
         total

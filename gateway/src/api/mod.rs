@@ -96,6 +96,11 @@ pub fn reject_code(reason: RejectReason) -> &'static str {
         RejectReason::PostOnlyWouldTake => "post_only_would_take",
         RejectReason::InvalidMarket => "invalid_market",
         RejectReason::CapacityExceeded => "capacity_exceeded",
+        RejectReason::RuleViolation => "rule_violation",
+        RejectReason::InvalidRules => "invalid_rules",
+        RejectReason::UnknownRuleVersion => "unknown_rule_version",
+        RejectReason::UnknownHold => "unknown_hold",
+        RejectReason::HoldDecided => "hold_decided",
     }
 }
 
@@ -134,5 +139,12 @@ pub fn reject_message(reason: RejectReason) -> &'static str {
         RejectReason::PostOnlyWouldTake => "the post-only order would have traded on arrival",
         RejectReason::InvalidMarket => "the market specification is not valid or the pair already trades",
         RejectReason::CapacityExceeded => "a bounded table is full",
+        RejectReason::RuleViolation => "a risk or compliance rule refused the command",
+        RejectReason::InvalidRules => {
+            "the rule set does not validate, the share is above 10000 bps, or the rollback is not to an earlier version"
+        }
+        RejectReason::UnknownRuleVersion => "no rule set was published with this version",
+        RejectReason::UnknownHold => "no payment is held for review under this id",
+        RejectReason::HoldDecided => "the hold was already decided the other way",
     }
 }

@@ -4,7 +4,8 @@
 //! client never sees another account's balance or a counterparty in a trade).
 
 use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, SelfTradePrevention, Side, TimeInForce};
-use bourse_core::event::{CancelReason, Event, Outcome};
+use bourse_core::command::CommandKind;
+use bourse_core::event::{CancelReason, Event, Outcome, RejectReason};
 use bourse_core::ids::{AccountId, AssetId, Reference, Seq, Timestamp};
 use bourse_core::money::Amount;
 use serde::{Serialize, Serializer};
@@ -55,6 +56,17 @@ pub fn stp_name(stp: SelfTradePrevention) -> &'static str {
         SelfTradePrevention::CancelTaker => "cancel_taker",
         SelfTradePrevention::CancelMaker => "cancel_maker",
         SelfTradePrevention::CancelBoth => "cancel_both",
+    }
+}
+
+/// The op name of a payment held for review.
+fn payment_kind(kind: CommandKind) -> &'static str {
+    match kind {
+        CommandKind::Transfer => "transfer",
+        CommandKind::Authorize => "authorize",
+        CommandKind::SplitPayment => "split_payment",
+        CommandKind::Withdraw => "withdraw",
+        _ => "other",
     }
 }
 
@@ -302,6 +314,37 @@ impl<'a> Formatter<'a> {
                     qty: self.qty_of(market, qty),
                     priority_kept,
                 }
+            }
+            Event::HeldForReview { hold, kind, payer, payee, asset, amount, rule, version }
+                if sees(payer) || payee.is_some_and(sees) =>
+            {
+                EventOut::HeldForReview {
+                    hold: hold.get(),
+                    kind: payment_kind(kind),
+                    payer: payer.get(),
+                    payee: payee.map(AccountId::get),
+                    asset: self.code(asset),
+                    amount: self.money(asset, amount),
+                    rule: rule.name(),
+                    version: version.get(),
+                }
+            }
+            Event::ReviewApproved { hold, payer, payee, asset, amount } if sees(payer) || payee.is_some_and(sees) => {
+                let (payee, asset, amount) = (payee.map(AccountId::get), self.code(asset), self.money(asset, amount));
+                EventOut::ReviewApproved { hold: hold.get(), payer: payer.get(), payee, asset, amount }
+            }
+            Event::ReviewRejected { hold, payer, payee, asset, amount } if sees(payer) || payee.is_some_and(sees) => {
+                let (payee, asset, amount) = (payee.map(AccountId::get), self.code(asset), self.money(asset, amount));
+                EventOut::ReviewRejected { hold: hold.get(), payer: payer.get(), payee, asset, amount }
+            }
+            Event::RulesPublished { version } if viewer.is_admin() => {
+                EventOut::RulesPublished { version: version.get() }
+            }
+            Event::RulesActivated { version, share_bps } if viewer.is_admin() => {
+                EventOut::RulesActivated { version: version.get(), share_bps }
+            }
+            Event::RulesRolledBack { from, to } if viewer.is_admin() => {
+                EventOut::RulesRolledBack { from: from.get(), to: to.get() }
             }
             _ => return None,
         };
@@ -565,6 +608,41 @@ pub enum EventOut<'a> {
         qty: Money,
         priority_kept: bool,
     },
+    HeldForReview {
+        hold: u64,
+        kind: &'static str,
+        payer: u32,
+        payee: Option<u32>,
+        asset: Code,
+        amount: Money,
+        rule: &'static str,
+        version: u32,
+    },
+    ReviewApproved {
+        hold: u64,
+        payer: u32,
+        payee: Option<u32>,
+        asset: Code,
+        amount: Money,
+    },
+    ReviewRejected {
+        hold: u64,
+        payer: u32,
+        payee: Option<u32>,
+        asset: Code,
+        amount: Money,
+    },
+    RulesPublished {
+        version: u32,
+    },
+    RulesActivated {
+        version: u32,
+        share_bps: u16,
+    },
+    RulesRolledBack {
+        from: u32,
+        to: u32,
+    },
 }
 
 /// The ids a command made or acted on.
@@ -581,7 +659,7 @@ struct ResultOut {
 #[derive(Debug, Serialize)]
 struct ErrorOut {
     code: &'static str,
-    message: &'static str,
+    message: std::borrow::Cow<'static, str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -636,11 +714,25 @@ pub fn reply(view: &ReadModel, id: &Value, delivery: &Delivery, viewer: &Princip
         seq: applied.seq.get(),
         time: Time(applied.timestamp),
         replayed,
-        error: rejected.map(|reason| ErrorOut { code: reject_code(reason), message: reject_message(reason) }),
+        error: rejected.map(|reason| ErrorOut { code: reject_code(reason), message: error_message(reason, events) }),
         result: rejected.is_none().then(|| result(events)),
         events: rejected.is_none().then(|| formatter.events(events, viewer)),
     };
     (to_json(&out), rejected.is_none())
+}
+
+/// What a rejection means; for a rule's, which rule of which version decided.
+fn error_message(reason: RejectReason, events: &[Event]) -> std::borrow::Cow<'static, str> {
+    let violated = events.iter().find_map(|event| match *event {
+        Event::RuleViolated { account, rule, version, .. } => Some((account, rule, version)),
+        _ => None,
+    });
+    match violated {
+        Some((account, rule, version)) if reason == RejectReason::RuleViolation => {
+            format!("{}: {rule} of rule version {version} (account {account}'s rules)", reject_message(reason)).into()
+        }
+        _ => reject_message(reason).into(),
+    }
 }
 
 /// The ids a command made or acted on, from its events.

@@ -245,6 +245,24 @@ pub(super) fn progress_bar(quiet: bool, len: Option<u64>, message: &'static str)
     bar
 }
 
+/// Command time as `2026-11-26T08:30:00.123456789Z` (UTC; the gateway prints the same).
+pub(super) fn format_time(at: bourse_core::ids::Timestamp) -> String {
+    let nanos = at.as_nanos();
+    let (seconds, fraction) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+    let (days, of_day) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (of_day / 3_600, of_day / 60 % 60, of_day % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:09}Z")
+}
+
 /// `minor` units of `asset` as a decimal string at its scale: `Asset::format_amount`
 /// when it fits an `Amount` (running totals always do), digits placed by hand for
 /// the larger all-time sums (deposited, withdrawn).
@@ -271,6 +289,16 @@ mod tests {
     use bourse_core::asset::AssetCode;
 
     use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        use bourse_core::ids::Timestamp;
+        assert_eq!(format_time(Timestamp::from_nanos(0)), "1970-01-01T00:00:00.000000000Z");
+        let noon = Timestamp::from_nanos((1_700_006_400 + 12 * 3_600) * 1_000_000_000 + 5);
+        assert_eq!(format_time(noon), "2023-11-15T12:00:00.000000005Z");
+        let leap_day = Timestamp::from_nanos(1_709_164_800 * 1_000_000_000);
+        assert_eq!(format_time(leap_day), "2024-02-29T00:00:00.000000000Z");
+    }
 
     #[test]
     fn large_sums_format_like_format_amount() {

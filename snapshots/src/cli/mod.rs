@@ -10,6 +10,8 @@
 //! - `recover`: recovery with repair (a torn tail is cut), then a fresh snapshot.
 //! - `replay`: events of a journal range, or of a command file run offline, as JSON Lines.
 //! - `export`: every balance as CSV or JSON.
+//! - `rules`: every rule change (publish, activate, roll back) with its sequence number
+//!   and time; a version's rule set; the diff of two versions.
 //! - `torn`: the journal with a torn tail cut in memory, for the read-only commands.
 //!
 //! Every command but `recover` only reads: the files are opened and mapped, never
@@ -21,6 +23,7 @@ mod inspect;
 mod list;
 mod recover;
 mod replay;
+mod rules;
 mod torn;
 mod verify;
 
@@ -55,6 +58,9 @@ enum CliCommand {
     Replay(ReplayArgs),
     /// Export every balance (account, asset, available, held) as CSV or JSON.
     Export(ExportArgs),
+    /// List every rule change (publish, activate with its share, roll back) with its
+    /// sequence number and time, and what is in effect; or show a version, or diff two.
+    Rules(RulesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +175,23 @@ struct ExportArgs {
     snapshot: Option<String>,
 }
 
+#[derive(Debug, Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print this version's rule set (canonical TOML) instead of the listing.
+    #[arg(long, value_name = "VERSION", conflicts_with = "diff")]
+    show: Option<u32>,
+    /// Print what changed from version A to version B, one line per value.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    diff: Vec<u32>,
+    /// Print the listing as JSON.
+    #[arg(long, conflicts_with_all = ["show", "diff"])]
+    json: bool,
+}
+
 /// Runs the command line; `Ok` carries the exit code (a failed `verify` is 1 without
 /// being an error of the tool).
 pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -180,6 +203,7 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         CliCommand::Recover(args) => recover::run(args, quiet),
         CliCommand::Replay(args) => replay::run(args, quiet),
         CliCommand::Export(args) => export::run(args, quiet),
+        CliCommand::Rules(args) => rules::run(args, quiet),
     }
 }
 

@@ -1,0 +1,166 @@
+//! Enforcement of the rules in effect (`engine::rules`) on payments and orders.
+//!
+//! Payments (transfers, authorizations, split payments, withdrawals; and whatever
+//! else sends money out, through `check_outflow` / `record_outflow`) are checked after
+//! every other check has passed, in this order, against the payer's rules unless
+//! said otherwise:
+//! 1. blocked counterparty: the payer's lists name a payee, or a payee's lists (its
+//!    own version and tier) name the payer;
+//! 2. `max_single_payment` (a split payment's total);
+//! 3. `payments_per_minute`;
+//! 4. `daily_outflow` (what left today plus this payment);
+//! 5. `review_threshold`: a payment above it is held for review (`engine::review`)
+//!    instead of made.
+//!
+//! Orders: `max_order_notional` (by quote asset) and `max_open_orders` (only for an
+//! order that may rest), checked after every other check, before anything is held.
+//!
+//! A refusal is `Event::RuleViolated` (rule, version, whose rules) followed by
+//! `Rejected { reason: RuleViolation }`. Captures, voids and refunds are not checked:
+//! they act on a payment that already passed, or send money back.
+//!
+//! Cost: with no version in effect, one branch. With one, per payment a hash for the
+//! rollout bucket, a hash-map probe for the account's own limits, a few short scans
+//! and binary searches; nothing allocates but an account's first counters (once).
+
+use super::Engine;
+use crate::command::CommandKind;
+use crate::event::{Event, RejectReason};
+use crate::ids::{AccountId, AssetId, KycTier, RuleVersion};
+use crate::money::Amount;
+use crate::rules::{CompiledRules, RuleKind};
+
+/// A rule's decision against a command: which rule, of whose rules, which version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleViolation {
+    /// Whose rules decided.
+    pub account: AccountId,
+    pub rule: RuleKind,
+    pub version: RuleVersion,
+}
+
+impl Engine {
+    /// The rules in effect for `account` (an existing account), with its tier.
+    #[inline]
+    fn rules_for(&self, account: AccountId) -> Option<(RuleVersion, &CompiledRules, KycTier)> {
+        let (version, rules) = self.rules.version_of(account)?;
+        let tier = self.ledger.get(account)?.kyc_tier();
+        Some((version, rules, tier))
+    }
+
+    /// The payer-side limits on `amount` of `asset` leaving `account` now: single
+    /// payment, payments per minute, daily outflow. For every kind of outflow, the
+    /// cross-border path's included; pair it with `record_outflow` once the money moves.
+    pub fn check_outflow(&self, account: AccountId, asset: AssetId, amount: Amount) -> Result<(), RuleViolation> {
+        let Some((version, rules, tier)) = self.rules_for(account) else { return Ok(()) };
+        let violation = |rule| Err(RuleViolation { account, rule, version });
+        if rules.amount(account, tier, RuleKind::MaxSinglePayment, asset).is_some_and(|max| amount > max) {
+            return violation(RuleKind::MaxSinglePayment);
+        }
+        let counters = self.ledger.get(account).and_then(crate::account::Account::risk);
+        if let Some(max) = rules.count(account, tier, RuleKind::PaymentsPerMinute) {
+            let recent = counters.map_or(0, |counters| counters.payments_in_window(self.now));
+            if recent >= max as usize {
+                return violation(RuleKind::PaymentsPerMinute);
+            }
+        }
+        if let Some(max) = rules.amount(account, tier, RuleKind::DailyOutflow, asset) {
+            let today = counters.map_or(Amount::ZERO, |counters| counters.outflow_on(self.now, asset));
+            if today.checked_add(amount).is_none_or(|total| total > max) {
+                return violation(RuleKind::DailyOutflow);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `payer` and `payee` may deal with each other: neither's rules block the
+    /// other.
+    pub fn check_counterparty(&self, payer: AccountId, payee: AccountId) -> Result<(), RuleViolation> {
+        for (account, other) in [(payer, payee), (payee, payer)] {
+            if let Some((version, rules, tier)) = self.rules_for(account)
+                && rules.blocks(account, tier, other)
+            {
+                return Err(RuleViolation { account, rule: RuleKind::BlockedCounterparty, version });
+            }
+        }
+        Ok(())
+    }
+
+    /// `Some` when `amount` of `asset` from `account` is above its review threshold:
+    /// the payment waits for an operator.
+    pub fn review_needed(&self, account: AccountId, asset: AssetId, amount: Amount) -> Option<RuleViolation> {
+        let (version, rules, tier) = self.rules_for(account)?;
+        let threshold = rules.amount(account, tier, RuleKind::ReviewThreshold, asset)?;
+        (amount > threshold).then_some(RuleViolation { account, rule: RuleKind::ReviewThreshold, version })
+    }
+
+    /// Counts `amount` of `asset` leaving `account` now (daily outflow, payments per
+    /// minute), once any rule set has been published. Call it when the money leaves
+    /// (or is held for review), after `check_outflow` passed.
+    pub(crate) fn record_outflow(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
+        if !self.rules.counting() {
+            return;
+        }
+        let now = self.now;
+        if let Some(state) = self.ledger.get_mut(account) {
+            state.risk_mut().record(now, asset, amount);
+        }
+    }
+
+    /// Reports `violation` of a command of `kind` and gives the reason to reject it with.
+    pub(crate) fn violated(kind: CommandKind, violation: RuleViolation, out: &mut Vec<Event>) -> RejectReason {
+        let RuleViolation { account, rule, version } = violation;
+        out.push(Event::RuleViolated { kind, account, rule, version });
+        RejectReason::RuleViolation
+    }
+
+    /// Every payment rule for `payer` paying `amount` of `asset` to `payees` (none for
+    /// a withdrawal). `Ok(Some(review))` when the payment must wait for review.
+    pub(super) fn gate_payment(
+        &self,
+        kind: CommandKind,
+        payer: AccountId,
+        payees: impl IntoIterator<Item = AccountId>,
+        asset: AssetId,
+        amount: Amount,
+        out: &mut Vec<Event>,
+    ) -> Result<Option<RuleViolation>, RejectReason> {
+        if !self.rules.any_in_effect() {
+            return Ok(None);
+        }
+        for payee in payees {
+            self.check_counterparty(payer, payee).map_err(|violation| Self::violated(kind, violation, out))?;
+        }
+        self.check_outflow(payer, asset, amount).map_err(|violation| Self::violated(kind, violation, out))?;
+        Ok(self.review_needed(payer, asset, amount))
+    }
+
+    /// The order rules for `account`: `notional` (computed only if a limit applies)
+    /// at most `max_order_notional` of `quote`, and, for an order that may rest, fewer
+    /// resting orders than `max_open_orders`.
+    pub(super) fn gate_order(
+        &self,
+        kind: CommandKind,
+        account: AccountId,
+        quote: AssetId,
+        notional: impl FnOnce() -> Option<Amount>,
+        rests: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        let Some((version, rules, tier)) = self.rules_for(account) else { return Ok(()) };
+        let violation =
+            |rule, out: &mut Vec<Event>| Self::violated(kind, RuleViolation { account, rule, version }, out);
+        if let Some(max) = rules.amount(account, tier, RuleKind::MaxOrderNotional, quote)
+            && notional().is_none_or(|notional| notional > max)
+        {
+            return Err(violation(RuleKind::MaxOrderNotional, out));
+        }
+        if let Some(max) = rules.count(account, tier, RuleKind::MaxOpenOrders)
+            && rests
+            && self.orders.open_count(account.get()) >= max
+        {
+            return Err(violation(RuleKind::MaxOpenOrders, out));
+        }
+        Ok(())
+    }
+}

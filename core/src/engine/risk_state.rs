@@ -1,0 +1,268 @@
+//! The rules' share of the state rows (`state::EngineState`): rule versions (as
+//! canonical TOML, compiled again on rebuild), what is in effect, the change history,
+//! the accounts' risk counters and the review holds. Split from `state` to keep each
+//! file about one thing; the same contract: rebuild gives the same `state_hash`.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use super::review::{Decision, HeldPayment, ReviewBook, ReviewHold};
+use super::rules::{PublishedVersion, RuleBook, RuleChange, RuleChangeKind};
+use super::state::StateError;
+use crate::account::Account;
+use crate::asset::AssetTable;
+use crate::command::SplitLeg;
+use crate::event::Outcome;
+use crate::ids::{AccountId, AssetId, HoldId, Reference, RuleVersion, Seq, Timestamp};
+use crate::limits::{ROLLOUT_BUCKETS, SPLIT_LEGS_MAX};
+use crate::money::Amount;
+use crate::risk::RiskCounters;
+use crate::rules::{RuleSet, compile};
+use crate::state::{
+    EngineState, ReviewHoldRow, ReviewLegRow, RiskCounterRow, RiskOutflowRow, RiskPaymentTimeRow, RuleChangeRow,
+};
+
+fn bad(what: impl Into<String>) -> StateError {
+    StateError::new(what)
+}
+
+/// The rows of everything rules-related, filled into `state`.
+pub(super) fn export(engine: &Engine, state: &mut EngineState) {
+    state.rule_versions = engine.rules.versions().map(|published| published.text.clone()).collect();
+    state.rules_base = engine.rules.base().get();
+    let (rollout_version, rollout_share) =
+        engine.rules.rollout().map_or((0, 0), |(version, share)| (version.get(), share));
+    (state.rules_rollout_version, state.rules_rollout_share_bps) = (rollout_version, rollout_share);
+    state.rule_changes = engine.rules.history().iter().map(change_row).collect();
+    for (index, account) in engine.ledger.accounts().iter().enumerate() {
+        let Some(counters) = account.risk() else { continue };
+        let account = index as u32;
+        state.risk_counters.push(RiskCounterRow { account, day: counters.day() });
+        state.risk_outflows.extend(counters.outflow().iter().map(|&(asset, amount)| RiskOutflowRow {
+            account,
+            asset: asset.get(),
+            amount: amount.minor_units(),
+        }));
+        state
+            .risk_payment_times
+            .extend(counters.payment_times().map(|at| RiskPaymentTimeRow { account, at: at.as_nanos() }));
+    }
+    for (id, hold) in engine.reviews.iter() {
+        state.review_holds.push(hold_row(id, hold));
+        if let HeldPayment::Split { legs } = &hold.payment {
+            state.review_legs.extend(legs.iter().map(|leg| ReviewLegRow {
+                hold: id.get(),
+                payee: leg.payee.get(),
+                amount: leg.amount.minor_units(),
+            }));
+        }
+    }
+    state.next_hold_id = engine.reviews.next_id();
+}
+
+fn change_row(change: &RuleChange) -> RuleChangeRow {
+    let (kind, version, share_bps, from) = match change.kind {
+        RuleChangeKind::Published { version } => (0, version, 0, RuleVersion::NONE),
+        RuleChangeKind::Activated { version, share_bps } => (1, version, share_bps, RuleVersion::NONE),
+        RuleChangeKind::RolledBack { from, to } => (2, to, 0, from),
+    };
+    RuleChangeRow {
+        seq: change.seq.get(),
+        at: change.at.as_nanos(),
+        kind,
+        version: version.get(),
+        share_bps,
+        from: from.get(),
+    }
+}
+
+fn hold_row(id: HoldId, hold: &ReviewHold) -> ReviewHoldRow {
+    let (kind, payee, expires_at, reference) = match &hold.payment {
+        HeldPayment::Transfer { payee } => (0, payee.get(), 0, String::new()),
+        HeldPayment::Authorize { payee, expires_at } => (1, payee.get(), expires_at.as_nanos(), String::new()),
+        HeldPayment::Split { .. } => (2, 0, 0, String::new()),
+        HeldPayment::Withdraw { reference } => (3, 0, 0, reference.as_str().to_owned()),
+    };
+    let (decision, decided_at, (outcome, outcome_value)) = match hold.decision {
+        None => (0, 0, (0, 0)),
+        Some(decision) => (if decision.approve { 1 } else { 2 }, decision.at.as_nanos(), decision.outcome.code()),
+    };
+    ReviewHoldRow {
+        id: id.get(),
+        kind,
+        payer: hold.payer.get(),
+        payee,
+        asset: hold.asset.get(),
+        amount: hold.amount.minor_units(),
+        expires_at,
+        reference,
+        version: hold.version.get(),
+        created_at: hold.created_at.as_nanos(),
+        decision,
+        decided_at,
+        outcome,
+        outcome_value,
+    }
+}
+
+/// The rule book from its rows: every version compiled again against `assets`.
+pub(super) fn restore_rules(state: &EngineState, assets: &AssetTable) -> Result<RuleBook, StateError> {
+    let mut versions = Vec::with_capacity(state.rule_versions.len());
+    for (index, text) in state.rule_versions.iter().enumerate() {
+        let what = |error: String| bad(format!("rule version {}: {error}", index + 1));
+        let rules = RuleSet::from_toml_str(text).map_err(|error| what(error.to_string()))?;
+        let (rules, compiled) = compile(&rules, assets).map_err(|error| what(error.to_string()))?;
+        versions.push(PublishedVersion::new(rules, compiled));
+    }
+    let published = |version: u32| (1..=versions.len()).contains(&(version as usize));
+    let base = RuleVersion::new(state.rules_base);
+    if base != RuleVersion::NONE && !published(base.get()) {
+        return Err(bad(format!("the base rule version {} was never published", base.get())));
+    }
+    let rollout = match (state.rules_rollout_version, state.rules_rollout_share_bps) {
+        (0, _) => None,
+        (version, share) if published(version) && 0 < share && share < ROLLOUT_BUCKETS => {
+            Some((RuleVersion::new(version), share))
+        }
+        (version, share) => return Err(bad(format!("a rollout of rule version {version} to {share} bps"))),
+    };
+    let history = state.rule_changes.iter().map(|row| change_of(row, &published)).collect::<Result<Vec<_>, _>>()?;
+    Ok(RuleBook::restore(versions, base, rollout, history))
+}
+
+fn change_of(row: &RuleChangeRow, published: &impl Fn(u32) -> bool) -> Result<RuleChange, StateError> {
+    let version = RuleVersion::new(row.version);
+    let kind = match row.kind {
+        0 if published(row.version) => RuleChangeKind::Published { version },
+        1 if published(row.version) => RuleChangeKind::Activated { version, share_bps: row.share_bps },
+        2 => RuleChangeKind::RolledBack { from: RuleVersion::new(row.from), to: version },
+        _ => {
+            return Err(bad(format!(
+                "rule change at sequence {} of kind {} names version {}",
+                row.seq, row.kind, row.version
+            )));
+        }
+    };
+    Ok(RuleChange { seq: Seq::new(row.seq), at: Timestamp::from_nanos(row.at), kind })
+}
+
+/// Puts the counters of the rows into `accounts`.
+pub(super) fn restore_counters(
+    state: &EngineState,
+    accounts: &mut [Account],
+    assets: &AssetTable,
+) -> Result<(), StateError> {
+    let mut outflows = state.risk_outflows.iter().peekable();
+    let mut times = state.risk_payment_times.iter().peekable();
+    let mut previous = None;
+    for row in &state.risk_counters {
+        if previous.is_some_and(|previous| previous >= row.account) {
+            return Err(bad("risk counter rows out of account order"));
+        }
+        previous = Some(row.account);
+        let account = accounts
+            .get_mut(row.account as usize)
+            .ok_or_else(|| bad(format!("risk counters of unknown account {}", row.account)))?;
+        let mut outflow = Vec::new();
+        while let Some(entry) = outflows.next_if(|entry| entry.account == row.account) {
+            let asset = AssetId::new(entry.asset);
+            let amount = Amount::new(entry.amount).ok_or_else(|| bad("risk outflow above AMOUNT_MAX"))?;
+            if !assets.contains(asset) || outflow.last().is_some_and(|&(last, _)| last >= asset) {
+                return Err(bad(format!(
+                    "account {}: risk outflow of asset {} unknown or out of order",
+                    row.account, entry.asset
+                )));
+            }
+            outflow.push((asset, amount));
+        }
+        let mut payments = Vec::new();
+        while let Some(entry) = times.next_if(|entry| entry.account == row.account) {
+            let at = Timestamp::from_nanos(entry.at);
+            if payments.last().is_some_and(|&last| last > at) || at.as_nanos() > state.now {
+                return Err(bad(format!("account {}: payment times out of order or in the future", row.account)));
+            }
+            payments.push(at);
+        }
+        if payments.len() > crate::limits::PAYMENTS_PER_MINUTE_MAX as usize {
+            return Err(bad(format!("account {}: more payment times than kept", row.account)));
+        }
+        account.set_risk(RiskCounters::restore(row.day, &outflow, &payments));
+    }
+    if outflows.next().is_some() || times.next().is_some() {
+        return Err(bad("risk rows for accounts without counters, or out of order"));
+    }
+    Ok(())
+}
+
+/// The review holds from their rows.
+pub(super) fn restore_reviews(
+    state: &EngineState,
+    assets: &AssetTable,
+    known_account: impl Fn(u32) -> bool,
+) -> Result<ReviewBook, StateError> {
+    let mut holds = BTreeMap::new();
+    let mut legs = state.review_legs.iter().peekable();
+    for row in &state.review_holds {
+        let id = HoldId::new(row.id);
+        let what = |problem: &str| bad(format!("review hold {}: {problem}", row.id));
+        if row.id == 0 || row.id >= state.next_hold_id || holds.contains_key(&id) {
+            return Err(what("id out of range or repeated"));
+        }
+        if !known_account(row.payer) || !assets.contains(AssetId::new(row.asset)) {
+            return Err(what("unknown payer or asset"));
+        }
+        let amount = Amount::new(row.amount).filter(|amount| !amount.is_zero()).ok_or_else(|| what("amount"))?;
+        let mut held_legs = Vec::new();
+        while let Some(leg) = legs.next_if(|leg| leg.hold == row.id) {
+            let leg_amount =
+                Amount::new(leg.amount).filter(|amount| !amount.is_zero()).ok_or_else(|| what("leg amount"))?;
+            if !known_account(leg.payee) {
+                return Err(what("unknown leg payee"));
+            }
+            held_legs.push(SplitLeg { payee: AccountId::new(leg.payee), amount: leg_amount });
+        }
+        let legs_total = held_legs.iter().try_fold(Amount::ZERO, |total, leg| total.checked_add(leg.amount));
+        if (row.kind == 2) != !held_legs.is_empty() || (row.kind == 2 && legs_total != Some(amount)) {
+            return Err(what("legs that do not belong to it or do not add up to its amount"));
+        }
+        let payee = AccountId::new(row.payee);
+        let payment = match row.kind {
+            0 | 1 if !known_account(row.payee) => return Err(what("unknown payee")),
+            0 => HeldPayment::Transfer { payee },
+            1 => HeldPayment::Authorize { payee, expires_at: Timestamp::from_nanos(row.expires_at) },
+            2 if (1..=SPLIT_LEGS_MAX).contains(&held_legs.len()) => HeldPayment::Split { legs: held_legs },
+            3 => HeldPayment::Withdraw { reference: Reference::new(&row.reference).ok_or_else(|| what("reference"))? },
+            _ => return Err(what("kind or legs")),
+        };
+        let decision = match row.decision {
+            0 => None,
+            1 | 2 => Some(Decision {
+                approve: row.decision == 1,
+                at: Timestamp::from_nanos(row.decided_at),
+                outcome: Outcome::from_code(row.outcome, row.outcome_value).ok_or_else(|| what("outcome"))?,
+            }),
+            _ => return Err(what("decision")),
+        };
+        let version = RuleVersion::new(row.version);
+        let created_at = Timestamp::from_nanos(row.created_at);
+        holds.insert(
+            id,
+            ReviewHold {
+                payment,
+                payer: AccountId::new(row.payer),
+                asset: AssetId::new(row.asset),
+                amount,
+                version,
+                created_at,
+                decision,
+            },
+        );
+    }
+    if legs.next().is_some() {
+        return Err(bad("review legs of unknown holds, or out of order"));
+    }
+    if state.next_hold_id == 0 {
+        return Err(bad("hold ids start at 1"));
+    }
+    Ok(ReviewBook::restore(holds, state.next_hold_id))
+}
