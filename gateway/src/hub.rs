@@ -105,6 +105,8 @@ pub struct Hub {
     /// Specs of markets being added, by token: the `MarketAdded` event names only the
     /// assets.
     new_markets: Mutex<HashMap<Token, MarketSpec>>,
+    /// Rule sets being published, by token: `RulesPublished` names only the version.
+    new_rules: Mutex<HashMap<Token, bourse_core::rules::RuleSet>>,
     accepting: AtomicBool,
     publisher_queue: AtomicUsize,
     /// Also handed every applied batch, never blocking (merchant webhooks).
@@ -163,6 +165,7 @@ impl Hub {
             view: RwLock::new(view),
             feeds: RwLock::new(feeds),
             new_markets: Mutex::new(HashMap::new()),
+            new_rules: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             publisher_queue: AtomicUsize::new(0),
             batch_tap: std::sync::OnceLock::new(),
@@ -217,9 +220,13 @@ impl Hub {
         if let Command::AddMarket(add) = &command {
             self.new_markets.lock().insert(token, add.spec.clone());
         }
+        if let Command::PublishRules(publish) = &command {
+            self.new_rules.lock().insert(token, publish.rules.clone());
+        }
         let result = self.submitter.submit(command, token);
         if result.is_err() {
             self.new_markets.lock().remove(&token);
+            self.new_rules.lock().remove(&token);
         }
         result
     }
@@ -317,6 +324,10 @@ impl Hub {
             let spec =
                 (item.kind == CommandKind::AddMarket).then(|| self.new_markets.lock().remove(&item.token)).flatten();
             view.apply(item.seq, item.timestamp, events, spec.as_ref());
+            if matches!(item.kind, CommandKind::PublishRules | CommandKind::ActivateRules | CommandKind::RollbackRules) {
+                let rules = (item.kind == CommandKind::PublishRules).then(|| self.new_rules.lock().remove(&item.token)).flatten();
+                view.apply_rules(events, rules.as_ref());
+            }
             if spec.is_some() {
                 let mut feeds = self.feeds.write();
                 while feeds.len() < view.markets().len() {

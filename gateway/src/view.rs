@@ -105,6 +105,10 @@ pub struct ReadModel {
     by_account: HashMap<AccountId, BTreeSet<OrderId>>,
     /// Open orders by (account, client order id).
     by_client: HashMap<(AccountId, ClientOrderId), OrderId>,
+    /// Published rule sets, version 1 first.
+    rules: Vec<bourse_core::rules::RuleSet>,
+    /// The fully active rule version, and a rollout in progress (version, share).
+    rules_in_effect: (u32, Option<(u32, u16)>),
     last_seq: Option<Seq>,
     last_timestamp: Timestamp,
 }
@@ -143,6 +147,13 @@ impl ReadModel {
             orders: HashMap::new(),
             by_account: HashMap::new(),
             by_client: HashMap::new(),
+            rules: (1..=engine.rule_versions())
+                .filter_map(|version| engine.rule_set(bourse_core::ids::RuleVersion::new(version)).cloned())
+                .collect(),
+            rules_in_effect: {
+                let (active, rollout) = engine.rules_in_effect();
+                (active.get(), rollout.map(|(version, share)| (version.get(), share)))
+            },
             last_seq: engine.last_seq(),
             last_timestamp: engine.now(),
         };
@@ -240,6 +251,17 @@ impl ReadModel {
     pub fn last_seq(&self) -> Option<Seq> {
         self.last_seq
     }
+    /// The rule set published as `version` (1, 2, …).
+    pub fn rule_set(&self, version: u32) -> Option<&bourse_core::rules::RuleSet> {
+        version.checked_sub(1).and_then(|index| self.rules.get(index as usize))
+    }
+    pub fn rule_versions(&self) -> usize {
+        self.rules.len()
+    }
+    /// The fully active rule version (0: none) and a rollout in progress.
+    pub fn rules_in_effect(&self) -> (u32, Option<(u32, u16)>) {
+        self.rules_in_effect
+    }
     pub fn last_timestamp(&self) -> Timestamp {
         self.last_timestamp
     }
@@ -251,6 +273,33 @@ impl ReadModel {
         self.last_timestamp = timestamp;
         for event in events {
             self.apply_event(timestamp, event, new_market);
+        }
+    }
+
+    /// Applies a `PublishRules` command's events: the rule set it published (the event
+    /// names only the version).
+    pub fn apply_rules(&mut self, events: &[Event], rules: Option<&bourse_core::rules::RuleSet>) {
+        for event in events {
+            match *event {
+                Event::RulesPublished { version } => {
+                    if let Some(rules) = rules
+                        && version.get() as usize == self.rules.len() + 1
+                    {
+                        self.rules.push(rules.clone());
+                    }
+                }
+                Event::RulesActivated { version, share_bps } => {
+                    if share_bps >= 10_000 {
+                        self.rules_in_effect = (version.get(), None);
+                    } else if share_bps == 0 {
+                        self.rules_in_effect.1 = None;
+                    } else {
+                        self.rules_in_effect.1 = Some((version.get(), share_bps));
+                    }
+                }
+                Event::RulesRolledBack { to, .. } => self.rules_in_effect = (to.get(), None),
+                _ => {}
+            }
         }
     }
 

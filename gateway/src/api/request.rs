@@ -87,6 +87,15 @@ pub enum Op {
         account: AccountId,
         webhook_id: String,
     },
+    /// A rule set's canonical TOML (`version`), or the diff of two.
+    ShowRules {
+        version: u32,
+    },
+    DiffRules {
+        a: u32,
+        b: u32,
+    },
+    ListRules,
     Login {
         key: String,
         timestamp: u64,
@@ -147,6 +156,13 @@ pub const OPS: &[&str] = &[
     "register_webhook",
     "list_webhooks",
     "delete_webhook",
+    "publish_rules",
+    "activate_rules",
+    "rollback_rules",
+    "review_decision",
+    "list_rules",
+    "show_rules",
+    "diff_rules",
     "login",
     "subscribe",
     "unsubscribe",
@@ -499,6 +515,44 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
             let account = crate::webhooks::registry::account_of_id(&p.webhook_id)
                 .ok_or_else(|| invalid(format!("webhook_id {:?} is not a webhook id (wh_…)", p.webhook_id)))?;
             Op::DeleteWebhook { account, webhook_id: p.webhook_id }
+        }
+        "publish_rules" => {
+            let p: PublishRulesParams = params(op, body)?;
+            let rules = match (p.rules, p.rules_toml) {
+                (Some(rules), None) => rules,
+                (None, Some(text)) => bourse_core::rules::RuleSet::from_toml_str(&text).map_err(|error| invalid(format!("rules_toml: {error}")))?,
+                _ => return Err(invalid("give the rule set as `rules` (JSON) or `rules_toml` (TOML text), one of them")),
+            };
+            command(Command::PublishRules(bourse_core::command::PublishRules { rules }), None, Permission::Admin)
+        }
+        "activate_rules" => {
+            let p: ActivateRulesParams = params(op, body)?;
+            let share_bps = p.share_bps.map_or(Ok(10_000), |share| u16::try_from(share.0)).ok().filter(|share| *share <= 10_000);
+            let share_bps = share_bps.ok_or_else(|| invalid("share_bps must be 0 to 10000"))?;
+            let version = bourse_core::ids::RuleVersion::new(u32::try_from(p.version.0).map_err(|_| invalid("version is too large"))?);
+            command(Command::ActivateRules(bourse_core::command::ActivateRules { version, share_bps }), None, Permission::Admin)
+        }
+        "rollback_rules" => {
+            let p: RollbackRulesParams = params(op, body)?;
+            let to_version = bourse_core::ids::RuleVersion::new(u32::try_from(p.to_version.0).map_err(|_| invalid("to_version is too large"))?);
+            command(Command::RollbackRules(bourse_core::command::RollbackRules { to_version }), None, Permission::Admin)
+        }
+        "review_decision" => {
+            let p: ReviewParams = params(op, body)?;
+            let decision = bourse_core::command::ReviewDecision { hold: bourse_core::ids::HoldId::new(p.hold.0), approve: p.approve };
+            command(Command::ReviewDecision(decision), None, Permission::Admin)
+        }
+        "list_rules" => {
+            let _: Empty = params(op, body)?;
+            Op::ListRules
+        }
+        "show_rules" => {
+            let p: ShowRulesParams = params(op, body)?;
+            Op::ShowRules { version: u32::try_from(p.version.0).unwrap_or(u32::MAX) }
+        }
+        "diff_rules" => {
+            let p: DiffRulesParams = params(op, body)?;
+            Op::DiffRules { a: u32::try_from(p.a.0).unwrap_or(u32::MAX), b: u32::try_from(p.b.0).unwrap_or(u32::MAX) }
         }
         "login" => {
             let p: LoginParams = params(op, body)?;
@@ -965,6 +1019,70 @@ struct DeleteWebhookParams {
     #[serde(default, rename = "op")]
     _op: IgnoredAny,
     webhook_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRulesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    rules: Option<bourse_core::rules::RuleSet>,
+    rules_toml: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRulesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    version: Num,
+    share_bps: Option<Num>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRulesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    to_version: Num,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    hold: Num,
+    approve: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowRulesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    version: Num,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffRulesParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    a: Num,
+    b: Num,
 }
 
 #[derive(Deserialize)]

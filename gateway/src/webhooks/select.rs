@@ -26,10 +26,12 @@ pub const AUTHORIZATION_VOIDED: &str = "authorization.voided";
 pub const AUTHORIZATION_EXPIRED: &str = "authorization.expired";
 /// A payment was refunded, in part or in full (payer and payee).
 pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+/// An operator decided a payment held for review (approved or rejected); to the payer.
+pub const REVIEW_DECIDED: &str = "review.decided";
 
 /// Every notification type, as `events` filters and payloads name them.
 pub const EVENT_TYPES: &[&str] =
-    &[PAYMENT_RECEIVED, AUTHORIZATION_CAPTURED, AUTHORIZATION_VOIDED, AUTHORIZATION_EXPIRED, PAYMENT_REFUNDED];
+    &[PAYMENT_RECEIVED, AUTHORIZATION_CAPTURED, AUTHORIZATION_VOIDED, AUTHORIZATION_EXPIRED, PAYMENT_REFUNDED, REVIEW_DECIDED];
 
 /// The notifications `event` gives: (the account told, the type), in that order.
 pub fn notifications(event: &Event) -> SmallVec<[(AccountId, &'static str); 2]> {
@@ -40,6 +42,7 @@ pub fn notifications(event: &Event) -> SmallVec<[(AccountId, &'static str); 2]> 
         Event::Voided { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_VOIDED)),
         Event::AuthorizationExpired { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_EXPIRED)),
         Event::Refunded { payer, payee, .. } => out.extend(parties(payer, payee, PAYMENT_REFUNDED)),
+        Event::ReviewApproved { payer, .. } | Event::ReviewRejected { payer, .. } => out.push((payer, REVIEW_DECIDED)),
         _ => {}
     }
     out
