@@ -158,7 +158,12 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
         | Op::RegisterWebhook { account, .. }
         | Op::ListWebhooks { account }
         | Op::DeleteWebhook { account, .. } => needs(Permission::Read)?.require_account(*account)?,
-        Op::CreateKey { .. } | Op::RevokeKey { .. } | Op::ListKeys => {
+        Op::CreateKey { .. }
+        | Op::RevokeKey { .. }
+        | Op::ListKeys
+        | Op::ListRules
+        | Op::ShowRules { .. }
+        | Op::DiffRules { .. } => {
             needs(Permission::Admin)?;
         }
         Op::Subscribe { channel: Channel::Account, .. } | Op::Unsubscribe { channel: Channel::Account, .. } => {
@@ -173,6 +178,10 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
         | Op::Unsubscribe { .. } => {}
     }
     Ok(())
+}
+
+fn unknown_version(version: u32) -> ApiError {
+    ApiError::bad_request("unknown_rule_version", format!("no rule set was published as version {version}"))
 }
 
 /// Answers the ops that the read model or the key store answer (not commands, not
@@ -221,6 +230,26 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
             json!({"keys": keys})
         }
         Op::Ping => json!({"pong": render::time(crate::hub::now_timestamp())}),
+        Op::ListRules => {
+            let view = state.hub.view();
+            let (active, rollout) = view.rules_in_effect();
+            json!({
+                "versions": view.rule_versions(),
+                "active": active,
+                "rollout": rollout.map(|(version, share_bps)| json!({"version": version, "share_bps": share_bps})),
+            })
+        }
+        Op::ShowRules { version } => {
+            let view = state.hub.view();
+            let rules = view.rule_set(*version).ok_or_else(|| unknown_version(*version))?;
+            json!({"version": version, "toml": rules.to_toml_string(), "rules": rules})
+        }
+        Op::DiffRules { a, b } => {
+            let view = state.hub.view();
+            let before = view.rule_set(*a).ok_or_else(|| unknown_version(*a))?;
+            let after = view.rule_set(*b).ok_or_else(|| unknown_version(*b))?;
+            json!({"a": a, "b": b, "diff": bourse_core::rules::diff(before, after)})
+        }
         Op::RegisterWebhook { .. } | Op::ListWebhooks { .. } | Op::DeleteWebhook { .. } => {
             crate::webhooks::api::answer(state.webhooks.as_deref(), op)?
         }
