@@ -9,6 +9,7 @@
 //!   public market data.
 //! - `GET /metrics` (Prometheus text), `/health` (the process is up), `/ready` (recovered
 //!   and accepting commands).
+//! - `GET /dashboard`, `/v1/dashboard`, `/v1/dashboard/ws`: the live dashboard (`dashboard`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn server(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io:
     };
     let max_connections = state.server.max_connections;
     let limit = state.server.max_message_bytes;
+    let dashboard = web::Data::new(crate::dashboard::Dashboard::new(state.hub.clone()));
     let data = web::Data::from(state);
     Ok(HttpServer::new(move || {
         App::new()
@@ -94,6 +96,7 @@ pub fn server(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io:
             .route("/metrics", web::get().to(metrics))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
+            .configure(|config| crate::dashboard::register(config, &dashboard))
             .default_service(web::to(not_found))
     })
     .workers(workers)

@@ -8,6 +8,8 @@
 //!   WebSocket.
 //! - `http`: actix-web: `/v1/rpc`, `/v1/ws`, public market data, `/metrics`,
 //!   `/health`, `/ready`.
+//! - `dashboard`: the live dashboard page and its WebSocket feed of metrics and
+//!   best bids and asks.
 //! - `fix`: the FIX 4.4 acceptor: codec, dictionary, session layer, applications.
 //! - `auth`: API keys, request signatures, rate limits.
 //! - `webhooks`: merchant webhooks: endpoints, the outbox, signed deliveries with
@@ -18,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod fix;
 pub mod http;
 pub mod hub;

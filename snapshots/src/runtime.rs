@@ -337,6 +337,9 @@ impl Sequencer {
                     next = from_submitters.try_recv().ok();
                 }
             }
+            // What is still waiting once this batch is taken (submitters update it as
+            // they add; this brings it back down when the queue drains).
+            self.stats.queue_depth.store(from_submitters.len() as u64, Ordering::Relaxed);
             if !self.commit(batch) {
                 return;
             }
