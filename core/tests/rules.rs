@@ -9,7 +9,7 @@
 //! orders and review holds reserve) and rebuilds the engine from `export_state`,
 //! requiring the same state hash: rule versions, history, counters and holds are all
 //! state that a snapshot must carry.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::format_push_string, clippy::type_complexity, clippy::doc_markdown)]
 
 use bourse_core::book::{MarketId, Price, Qty, Side, TimeInForce};
 use bourse_core::command::{

@@ -222,7 +222,7 @@ pub(super) fn restore_reviews(
             held_legs.push(SplitLeg { payee: AccountId::new(leg.payee), amount: leg_amount });
         }
         let legs_total = held_legs.iter().try_fold(Amount::ZERO, |total, leg| total.checked_add(leg.amount));
-        if (row.kind == 2) != !held_legs.is_empty() || (row.kind == 2 && legs_total != Some(amount)) {
+        if (row.kind == 2) == held_legs.is_empty() || (row.kind == 2 && legs_total != Some(amount)) {
             return Err(what("legs that do not belong to it or do not add up to its amount"));
         }
         let payee = AccountId::new(row.payee);

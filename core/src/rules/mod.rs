@@ -471,8 +471,7 @@ blocked_counterparties = [7]
         data.accounts = (0..=RULE_OVERRIDES_MAX as u32).map(|id| (AccountId::new(id), Limits::default())).collect();
         assert!(matches!(RuleSet::new(data.clone()), Err(RuleSetError::TooMany { .. })));
         data.accounts.clear();
-        let mut limits = Limits::default();
-        limits.payments_per_minute = Some(PAYMENTS_PER_MINUTE_MAX + 1);
+        let mut limits = Limits { payments_per_minute: Some(PAYMENTS_PER_MINUTE_MAX + 1), ..Limits::default() };
         data.tiers.insert(KycTier::new(0).unwrap(), limits.clone());
         assert!(matches!(RuleSet::new(data.clone()), Err(RuleSetError::AboveMaximum { .. })));
         limits.payments_per_minute = Some(PAYMENTS_PER_MINUTE_MAX);

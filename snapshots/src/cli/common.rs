@@ -249,7 +249,7 @@ pub(super) fn progress_bar(quiet: bool, len: Option<u64>, message: &'static str)
 pub(super) fn format_time(at: bourse_core::ids::Timestamp) -> String {
     let nanos = at.as_nanos();
     let (seconds, fraction) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
-    let (days, of_day) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let (days, of_day) = (i64::try_from(seconds / 86_400).unwrap_or(i64::MAX), seconds % 86_400);
     // Days since 1970-01-01 to a civil date (H. Hinnant's `civil_from_days`).
     let z = days + 719_468;
     let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));

@@ -180,7 +180,7 @@ fn listing_json(engine: &Engine, origin: &str) -> serde_json::Value {
     let rollout = rollout.map(|(version, share_bps)| json!({"version": version.get(), "share_bps": share_bps}));
     json!({
         "source": origin,
-        "seq": engine.last_seq().map_or(0, |seq| seq.get()),
+        "seq": engine.last_seq().map_or(0, bourse_core::ids::Seq::get),
         "versions": engine.rule_versions(),
         "changes": changes,
         "in_effect": {"version": base.get(), "rollout": rollout},
