@@ -13,6 +13,7 @@
 //! - `event`: what happened, rejections included, and their reasons.
 //! - `account`: the account actor's state (balances per asset, tier, freeze).
 //! - `reconcile`: per-asset running totals and the full reconciliation report.
+//! - `route`: the markets a cross-border payment converts through.
 //! - `prefetch`: a cache-line prefetch hint (the core's only `unsafe`).
 //! - `engine`: the state machine that owns every actor and applies commands.
 
@@ -29,6 +30,7 @@ pub mod market;
 pub mod money;
 mod prefetch;
 pub mod reconcile;
+pub mod route;
 pub mod state;
 
 pub use engine::{Capacity, Depth, Engine, StateHash};

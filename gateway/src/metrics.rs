@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 /// Every command kind, in discriminant order.
-pub const KINDS: [CommandKind; 18] = [
+pub const KINDS: [CommandKind; 21] = [
     CommandKind::OpenAccount,
     CommandKind::FreezeAccount,
     CommandKind::UnfreezeAccount,
@@ -35,6 +35,9 @@ pub const KINDS: [CommandKind; 18] = [
     CommandKind::CancelAll,
     CommandKind::AmendOrder,
     CommandKind::Tick,
+    CommandKind::QuotePayment,
+    CommandKind::ExecuteQuote,
+    CommandKind::PayCrossBorder,
 ];
 
 /// What a command came to, for `bourse_commands_total{outcome}`.
@@ -95,11 +98,22 @@ impl Latency {
     }
 }
 
+/// One counter per rejection reason (more of them than `Default` is derived for on
+/// arrays).
+#[derive(Debug)]
+struct ReasonCounters([AtomicU64; RejectReason::ALL.len()]);
+
+impl Default for ReasonCounters {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
     commands: [[AtomicU64; 3]; KINDS.len()],
-    rejections: [AtomicU64; RejectReason::ALL.len()],
+    rejections: ReasonCounters,
     /// Requests refused by the gateway itself (never reached the engine), by code.
     gateway_errors: DashMap<&'static str, AtomicU64>,
     sessions: [AtomicU64; 3],
@@ -120,7 +134,7 @@ impl Metrics {
         self.commands[kind as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
     pub fn rejection(&self, reason: RejectReason) {
-        self.rejections[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.rejections.0[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
     pub fn gateway_error(&self, code: &'static str) {
         self.gateway_errors.entry(code).or_default().fetch_add(1, Ordering::Relaxed);
@@ -159,7 +173,7 @@ impl Metrics {
             }
         }
         header(&mut out, "bourse_rejections_total", "counter", "Commands the engine rejected, by reason.");
-        for (reason, count) in RejectReason::ALL.iter().zip(&self.rejections) {
+        for (reason, count) in RejectReason::ALL.iter().zip(&self.rejections.0) {
             let _ = writeln!(out, "bourse_rejections_total{{reason=\"{reason:?}\"}} {}", count.load(Ordering::Relaxed));
         }
         header(

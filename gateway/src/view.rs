@@ -339,7 +339,15 @@ impl ReadModel {
             | Event::SplitPaid { .. }
             | Event::Refunded { .. }
             | Event::Rejected { .. }
-            | Event::Replayed { .. } => {}
+            | Event::Replayed { .. }
+            // Cross-border payments change the read model through the `Trade`,
+            // `BookChanged` and `BalanceChanged` events they come with.
+            | Event::QuoteLeg { .. }
+            | Event::QuoteRunnerUp { .. }
+            | Event::Quoted { .. }
+            | Event::CrossBorderLeg { .. }
+            | Event::CrossBorderPaid { .. }
+            | Event::RateMoved { .. } => {}
         }
     }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "BOURSES1"
-//!      8     4  format version (1)
+//!      8     4  format version (2: cross-border quotes and remainders)
 //!     12     4  CRC32C of bytes 16..64
 //!     16     8  sequence number of the last command applied
 //!     24    16  the engine's state hash at that point
@@ -29,7 +29,7 @@ use rkyv::rancor;
 use thiserror::Error;
 
 const MAGIC: &[u8; 8] = b"BOURSES1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 
 pub fn snapshot_name(seq: Seq) -> String {

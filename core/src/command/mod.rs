@@ -6,13 +6,16 @@
 //! - `funding`: deposit and withdrawal against an external reference.
 //! - `payment`: transfer, authorize / capture / void, split payment, refund.
 //! - `order`: add a market; place, cancel, cancel-all, amend orders.
+//! - `crossborder`: quote, execute a quote, pay across currencies in one command.
 
 mod account;
+mod crossborder;
 mod funding;
 mod order;
 mod payment;
 
 pub use account::{FreezeAccount, OpenAccount, SetKycTier, UnfreezeAccount};
+pub use crossborder::{CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
 pub use funding::{Deposit, Withdraw};
 pub use order::{AddMarket, AmendOrder, CancelAll, CancelOrder, OrderRef, OrderSize, PlaceOrder};
 pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
@@ -46,6 +49,9 @@ pub enum Command {
     /// Does nothing but advance command time, so that authorizations expire when no
     /// other command arrives. The sequencer sends one when it has been idle.
     Tick,
+    QuotePayment(QuotePayment),
+    ExecuteQuote(ExecuteQuote),
+    PayCrossBorder(PayCrossBorder),
 }
 
 /// The kind of a command, without its payload: named in rejections and metrics.
@@ -69,6 +75,9 @@ pub enum CommandKind {
     CancelAll,
     AmendOrder,
     Tick,
+    QuotePayment,
+    ExecuteQuote,
+    PayCrossBorder,
 }
 
 impl Command {
@@ -92,6 +101,9 @@ impl Command {
             Command::CancelAll(_) => CommandKind::CancelAll,
             Command::AmendOrder(_) => CommandKind::AmendOrder,
             Command::Tick => CommandKind::Tick,
+            Command::QuotePayment(_) => CommandKind::QuotePayment,
+            Command::ExecuteQuote(_) => CommandKind::ExecuteQuote,
+            Command::PayCrossBorder(_) => CommandKind::PayCrossBorder,
         }
     }
 }

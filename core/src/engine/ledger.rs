@@ -116,6 +116,12 @@ impl Ledger {
         self.totals[asset.index()].collect_fee(amount);
     }
 
+    /// Moves a cross-border remainder or surplus, already taken from an account, to the
+    /// house's remainder account.
+    pub(crate) fn collect_remainder(&mut self, asset: AssetId, amount: Amount) {
+        self.totals[asset.index()].collect_remainder(amount);
+    }
+
     /// Hands the pairs changed by this command to `each`, then forgets them.
     pub(crate) fn drain_touched(&mut self, mut each: impl FnMut(AccountId, &Account, AssetId)) {
         for &(account, asset) in &self.touched {

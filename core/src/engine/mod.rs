@@ -9,16 +9,23 @@
 //! - `pay`: handlers for transfers, two-phase payments, split payments, refunds.
 //! - `trade`: handlers for markets and orders: place, cancel, cancel-all, amend.
 //! - `settle`: settlement of each fill between the two accounts and the house.
+//! - `routing`: smart routing: route candidates, exact pricing of a route by walking
+//!   its books, the choice of the best routes.
+//! - `quotes`: the quote table and its expiry by command time.
+//! - `crossborder`: handlers for quotes and cross-border payments (all legs or none).
 //! - `inspect`: the state hash, full reconciliation and invariant checks.
 //! - `state`: export to plain rows and rebuild from them (snapshots, recovery).
 
 mod accounts;
+mod crossborder;
 mod idempotency;
 mod inspect;
 mod keytable;
 mod ledger;
 mod pay;
 mod payments;
+mod quotes;
+mod routing;
 mod settle;
 mod state;
 mod trade;
@@ -30,13 +37,15 @@ use crate::account::{Account, Balance};
 use crate::asset::AssetTable;
 use crate::book::{MarketId, OrderSlab, Price, Side, Slot};
 use crate::command::{Command, CommandKind, Keyed, SequencedCommand};
-use crate::config::Config;
+use crate::config::{Config, CrossBorderConfig};
 use crate::event::{Event, Outcome, RejectReason};
 use crate::ids::{AccountId, AssetId, PaymentId, Seq, Timestamp};
 use crate::market::Market;
 use idempotency::{Entry, IdempotencyTable, Lookup};
 use ledger::Ledger;
 use payments::{PaymentBook, PaymentState};
+use quotes::QuoteBook;
+use routing::{Candidate, RouteGraph};
 
 /// What a handler returns: the payment it created (if any), or why it refused. A
 /// handler checks everything before it changes anything, so `Err` leaves the state
@@ -82,6 +91,13 @@ pub struct Engine {
     touched_levels: Vec<(MarketId, Side, Price)>,
     /// Reused by cancel-all, so that it never allocates in steady state.
     scratch_slots: Vec<Slot>,
+    /// Cross-border defaults (from the configuration; kept in snapshots).
+    crossborder: CrossBorderConfig,
+    quotes: QuoteBook,
+    /// Which markets each asset trades in (derived from `markets`).
+    route_graph: RouteGraph,
+    /// Reused by routing, so that it never allocates in steady state.
+    scratch_candidates: Vec<Candidate>,
     last_seq: Option<Seq>,
     now: Timestamp,
 }
@@ -92,16 +108,21 @@ impl Engine {
     }
 
     pub fn with_capacity(config: &Config, capacity: Capacity) -> Self {
+        let markets: Vec<Market> = config.markets().iter().cloned().map(Market::new).collect();
         Self {
             assets: config.assets().clone(),
             ledger: Ledger::new(config.assets().len(), capacity.accounts),
             payments: PaymentBook::with_capacity(capacity.payments),
             idempotency: IdempotencyTable::with_capacity(capacity.idempotency_keys),
-            markets: config.markets().iter().cloned().map(Market::new).collect(),
+            route_graph: RouteGraph::new(config.assets().len(), &markets),
+            markets,
             orders: OrderSlab::with_capacity(capacity.orders),
             next_order_id: 1,
             touched_levels: Vec::with_capacity(64),
             scratch_slots: Vec::new(),
+            crossborder: config.crossborder(),
+            quotes: QuoteBook::new(),
+            scratch_candidates: Vec::with_capacity(64),
             last_seq: None,
             now: Timestamp::default(),
         }
@@ -119,6 +140,7 @@ impl Engine {
         self.expire_authorizations(out);
         self.idempotency.expire(self.now);
         self.payments.evict(self.now);
+        self.quotes.expire(self.now);
         self.dispatch(&command.command, out);
         self.publish_levels(out);
 
@@ -144,6 +166,8 @@ impl Engine {
             Command::Void(c) => (c.by, c.key, None),
             Command::SplitPayment(c) => (c.by, c.key, None),
             Command::Refund(c) => (c.by, c.key, None),
+            Command::ExecuteQuote(c) => (c.by, c.key, None),
+            Command::PayCrossBorder(c) => (c.by, c.key, Some(c.payee)),
             _ => return,
         };
         self.idempotency.prefetch((principal, key));
@@ -174,6 +198,9 @@ impl Engine {
             Command::CancelAll(c) => self.cancel_all(c, out),
             Command::AmendOrder(c) => self.amend_order(c, out),
             Command::Tick => {}
+            Command::QuotePayment(c) => self.quote_payment(c, out),
+            Command::ExecuteQuote(c) => self.keyed(CommandKind::ExecuteQuote, c, out, Self::execute_quote),
+            Command::PayCrossBorder(c) => self.keyed(CommandKind::PayCrossBorder, c, out, Self::pay_cross_border),
         }
     }
 
@@ -281,6 +308,16 @@ impl Engine {
     /// Payment records currently kept.
     pub fn payment_records(&self) -> usize {
         self.payments.len()
+    }
+
+    /// Quotes currently kept (open or executed, until they expire).
+    pub fn quotes_kept(&self) -> usize {
+        self.quotes.len()
+    }
+
+    /// The cross-border defaults commands fall back on.
+    pub fn crossborder_defaults(&self) -> CrossBorderConfig {
+        self.crossborder
     }
 
     pub fn market(&self, market: MarketId) -> Option<&Market> {

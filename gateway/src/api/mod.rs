@@ -96,6 +96,12 @@ pub fn reject_code(reason: RejectReason) -> &'static str {
         RejectReason::PostOnlyWouldTake => "post_only_would_take",
         RejectReason::InvalidMarket => "invalid_market",
         RejectReason::CapacityExceeded => "capacity_exceeded",
+        RejectReason::NoRoute => "no_route",
+        RejectReason::InsufficientLiquidity => "insufficient_liquidity",
+        RejectReason::UnknownQuote => "unknown_quote",
+        RejectReason::QuoteExpired => "quote_expired",
+        RejectReason::QuoteUsed => "quote_used",
+        RejectReason::RateMoved => "rate_moved",
     }
 }
 
@@ -134,5 +140,11 @@ pub fn reject_message(reason: RejectReason) -> &'static str {
         RejectReason::PostOnlyWouldTake => "the post-only order would have traded on arrival",
         RejectReason::InvalidMarket => "the market specification is not valid or the pair already trades",
         RejectReason::CapacityExceeded => "a bounded table is full",
+        RejectReason::NoRoute => "no chain of markets within the hop limit converts these currencies",
+        RejectReason::InsufficientLiquidity => "no route has the depth to convert this amount",
+        RejectReason::UnknownQuote => "no such quote of this account",
+        RejectReason::QuoteExpired => "the quote has expired",
+        RejectReason::QuoteUsed => "the quote was executed already",
+        RejectReason::RateMoved => "the books moved past the quote or the limit; nothing moved",
     }
 }
