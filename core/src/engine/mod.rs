@@ -174,6 +174,9 @@ impl Engine {
         for account in std::iter::once(principal).chain(other) {
             if let Some(state) = self.ledger.get(account) {
                 crate::prefetch::prefetch(state);
+                // Past two assets the balances live on the heap, where a payment in
+                // many currencies searches them (up to eight cache lines).
+                crate::prefetch::prefetch_lines(state.balances(), 8);
             }
         }
     }

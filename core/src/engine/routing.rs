@@ -202,7 +202,7 @@ impl Leg<'_> {
 
     /// The fee on `notional`, rounded down, as `market::fee` computes it.
     fn fee(&self, notional: u128) -> u128 {
-        notional * u128::from(self.taker_bps) / 10_000
+        mul_div(notional, u128::from(self.taker_bps), 10_000, Rounding::Down).expect("a fee fits")
     }
 
     /// Walks the payer's side of the book for up to `lots`, handing each fill's lots
@@ -253,7 +253,8 @@ impl Leg<'_> {
                 notional + self.fee(notional)
             };
             // Fees round down, so the estimate is at most one lot short.
-            let estimate = left * 10_000 / (unit * (10_000 + u128::from(self.taker_bps)));
+            let per_lot_ceiling = unit * (10_000 + u128::from(self.taker_bps));
+            let estimate = mul_div(left, 10_000, per_lot_ceiling, Rounding::Down).unwrap_or(u128::MAX);
             let mut lots = u64::try_from(estimate).unwrap_or(u64::MAX).min(offered);
             if lots < offered && cost(lots + 1) <= left {
                 lots += 1;
@@ -289,7 +290,7 @@ impl Leg<'_> {
                 // down while one lot fewer still reaches `need` (proceeds never shrink
                 // with more lots, so the first miss is below the fewest).
                 let per_lot_floor = unit * (10_000 - u128::from(self.taker_bps));
-                let estimate = (short * 10_000).div_ceil(per_lot_floor);
+                let estimate = mul_div(short, 10_000, per_lot_floor, Rounding::Up).unwrap_or(u128::MAX);
                 let mut lots = u64::try_from(estimate).unwrap_or(u64::MAX).clamp(1, offered);
                 while lots > 1 && proceeds(lots - 1) >= short {
                     lots -= 1;
@@ -341,6 +342,26 @@ impl Leg<'_> {
         let best = self.market.book().side(self.side.opposite()).best()?;
         Some((self.unit(best.price()), u128::from(self.spec().lot)))
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rounding {
+    Down,
+    Up,
+}
+
+/// `a × b / c`, rounded as asked; `None` if `a × b` overflows. In 64 bits when the
+/// operands allow (nearly always): a 128-bit division is a slow library call.
+fn mul_div(a: u128, b: u128, c: u128, rounding: Rounding) -> Option<u128> {
+    let narrow = (u64::try_from(a), u64::try_from(b), u64::try_from(c));
+    if let (Ok(a), Ok(b), Ok(c)) = narrow
+        && let Some(product) = a.checked_mul(b)
+    {
+        let quotient = if rounding == Rounding::Up { product.div_ceil(c) } else { product / c };
+        return Some(u128::from(quotient));
+    }
+    let product = a.checked_mul(b)?;
+    Some(if rounding == Rounding::Up { product.div_ceil(c) } else { product / c })
 }
 
 /// A fill's amounts as `Amount`s; `None` past `limits::AMOUNT_MAX`.
@@ -491,12 +512,12 @@ impl<'a> Planner<'a> {
         Ok(match target {
             Target::Send(send) => (0..rates.len()).try_fold(u128::from(send.minor_units()), |bound, index| {
                 let (numerator, denominator) = ratio(index);
-                Some(bound.checked_mul(numerator)?.div_ceil(denominator))
+                mul_div(bound, numerator, denominator, Rounding::Up)
             }),
             Target::Receive(receive) => {
                 (0..rates.len()).rev().try_fold(u128::from(receive.minor_units()), |bound, index| {
                     let (numerator, denominator) = ratio(index);
-                    Some(bound.checked_mul(denominator)? / numerator)
+                    mul_div(bound, denominator, numerator, Rounding::Down)
                 })
             }
         })
@@ -575,6 +596,18 @@ mod tests {
         let route = Route::new(&[MarketId::new(market)]).unwrap();
         let amount = |value| Amount::new(value).unwrap();
         Plan { route, legs: [LegPlan::EMPTY; ROUTE_HOPS_MAX], send: amount(send), receive: amount(receive) }
+    }
+
+    #[test]
+    fn mul_div_agrees_in_both_widths() {
+        let wide = u128::from(u64::MAX) * 3;
+        for (a, b, c) in [(7, 3, 2), (10, 10_000, 3), (u128::from(u64::MAX), 2, 5), (wide, 7, 11), (0, 5, 3)] {
+            let exact_down = a * b / c;
+            let exact_up = (a * b).div_ceil(c);
+            assert_eq!(mul_div(a, b, c, Rounding::Down), Some(exact_down), "{a} {b} {c}");
+            assert_eq!(mul_div(a, b, c, Rounding::Up), Some(exact_up), "{a} {b} {c}");
+        }
+        assert_eq!(mul_div(u128::MAX, 2, 1, Rounding::Down), None);
     }
 
     #[test]
