@@ -55,3 +55,51 @@ impl Checkpoint {
         postcard::from_bytes(payload).map_err(|error| JournalError::Decode { seq, reason: error.to_string() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bourse_core::command::{CommandKind, CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
+    use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, QuoteId, Timestamp};
+    use bourse_core::money::Amount;
+
+    use super::*;
+
+    #[test]
+    fn cross_border_commands_round_trip_under_their_own_kinds() {
+        let amount = Amount::new(150_000).expect("an amount");
+        let (payer, payee) = (AccountId::new(3), AccountId::new(4));
+        let (from, to) = (AssetId::new(1), AssetId::new(2));
+        let commands = [
+            Command::QuotePayment(QuotePayment {
+                by: payer,
+                payee,
+                from,
+                to,
+                amount: CrossBorderAmount::Receive(amount),
+                max_hops: Some(3),
+                ttl: Some(Timestamp::from_nanos(5_000_000_000)),
+            }),
+            Command::ExecuteQuote(ExecuteQuote { by: payer, key: IdempotencyKey::new(9), quote: QuoteId::new(17) }),
+            Command::PayCrossBorder(PayCrossBorder {
+                by: payer,
+                key: IdempotencyKey::new(10),
+                payee,
+                from,
+                to,
+                amount: CrossBorderAmount::Send(amount),
+                limit: RateLimit::MinReceive(amount),
+                max_hops: None,
+            }),
+        ];
+        // Kinds are journaled as numbers: new kinds are appended, never renumbered.
+        let kinds = [CommandKind::QuotePayment, CommandKind::ExecuteQuote, CommandKind::PayCrossBorder];
+        assert_eq!(kinds.map(|kind| kind as u16), [18, 19, 20]);
+        let mut payload = Vec::new();
+        for command in commands {
+            encode_command(&command, &mut payload);
+            let kind = command_kind(&command);
+            assert_eq!(decode_command(Seq::new(1), kind, &payload).expect("decodes"), command);
+            assert!(decode_command(Seq::new(1), kind + 1, &payload).is_err(), "a payload under another kind");
+        }
+    }
+}
