@@ -93,16 +93,12 @@ impl Ledger {
 
     /// Moves `available` to `held`.
     pub(crate) fn hold(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
-        let target = self.account_mut(account, asset);
-        target.sub_available(asset, amount);
-        target.add_held(asset, amount);
+        self.account_mut(account, asset).hold(asset, amount);
     }
 
     /// Moves `held` back to `available`.
     pub(crate) fn release(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
-        let target = self.account_mut(account, asset);
-        target.sub_held(asset, amount);
-        target.add_available(asset, amount);
+        self.account_mut(account, asset).release(asset, amount);
     }
 
     /// Takes from `held` (a capture paying out a hold).
