@@ -72,15 +72,17 @@ impl RouteGraph {
     /// by market id, at most `ROUTES_CONSIDERED_MAX` of them.
     pub(crate) fn paths(&self, from: AssetId, to: AssetId, max_hops: usize, mut each: impl FnMut(Route)) {
         let mut count = 0;
+        // False once the bound is reached: the walk stops there.
         let mut emit = |markets: &[MarketId]| {
-            if count < ROUTES_CONSIDERED_MAX {
-                count += 1;
-                each(Route::new(markets).expect("one to three markets"));
-            }
+            each(Route::new(markets).expect("one to three markets"));
+            count += 1;
+            count < ROUTES_CONSIDERED_MAX
         };
         for &(first, one) in self.from(from) {
             if one == to {
-                emit(&[first]);
+                if !emit(&[first]) {
+                    return;
+                }
                 continue;
             }
             if max_hops < 2 {
@@ -88,15 +90,17 @@ impl RouteGraph {
             }
             for &(second, two) in self.from(one) {
                 if two == to {
-                    emit(&[first, second]);
+                    if !emit(&[first, second]) {
+                        return;
+                    }
                     continue;
                 }
                 if max_hops < 3 || two == from {
                     continue;
                 }
                 for &(third, three) in self.from(two) {
-                    if three == to {
-                        emit(&[first, second, third]);
+                    if three == to && !emit(&[first, second, third]) {
+                        return;
                     }
                 }
             }
@@ -608,6 +612,43 @@ mod tests {
             assert_eq!(mul_div(a, b, c, Rounding::Up), Some(exact_up), "{a} {b} {c}");
         }
         assert_eq!(mul_div(u128::MAX, 2, 1, Rounding::Down), None);
+    }
+
+    #[test]
+    fn paths_are_simple_within_the_hop_limit_and_bounded_in_number() {
+        // Assets 0..4 and a market between every pair, each way round once.
+        let mut graph = RouteGraph { edges: vec![Vec::new(); 4] };
+        let mut market = 0;
+        for base in 0..4_u16 {
+            for quote in base + 1..4 {
+                graph.edges[usize::from(base)].push((MarketId::new(market), AssetId::new(quote)));
+                graph.edges[usize::from(quote)].push((MarketId::new(market), AssetId::new(base)));
+                market += 1;
+            }
+        }
+        let count = |max_hops| {
+            let mut routes = Vec::new();
+            graph.paths(AssetId::new(0), AssetId::new(3), max_hops, |route| routes.push(route));
+            routes
+        };
+        // Direct; through 1 or 2; through 1 then 2, or 2 then 1.
+        assert_eq!(count(1).len(), 1);
+        assert_eq!(count(2).len(), 3);
+        assert_eq!(count(3).len(), 5);
+        // A dense graph stops at the bound.
+        let assets = 40_u16;
+        let mut dense = RouteGraph { edges: vec![Vec::new(); usize::from(assets)] };
+        let mut market = 0;
+        for base in 0..assets {
+            for quote in base + 1..assets {
+                dense.edges[usize::from(base)].push((MarketId::new(market), AssetId::new(quote)));
+                dense.edges[usize::from(quote)].push((MarketId::new(market), AssetId::new(base)));
+                market += 1;
+            }
+        }
+        let mut routes = 0;
+        dense.paths(AssetId::new(0), AssetId::new(1), 3, |_| routes += 1);
+        assert_eq!(routes, ROUTES_CONSIDERED_MAX);
     }
 
     #[test]
