@@ -10,12 +10,14 @@
 //! - `report`: a result per configuration and a report per suite, as a table or JSON.
 //! - `payments`: the ledger suite, transfers and two-phase payments between funded
 //!   accounts.
+//! - `crossborder`: quotes, executed quotes and routed payments over 20 currencies.
 //!
 //! Adding a suite: a module with a `clap::Args` struct and
 //! `run(&Args) -> anyhow::Result<Report>`, and one variant in `Suite`.
 
 mod alloc_counter;
 mod clock;
+mod crossborder;
 mod durability;
 mod machine;
 mod matching;
@@ -58,6 +60,8 @@ enum Suite {
     Snapshot(durability::snapshot::Args),
     /// Restart time and replay speed of recovery over a journal of millions of commands.
     Recovery(durability::recovery::Args),
+    /// Cross-border quotes, executed quotes and routed payments: 20 currencies, one and two hops.
+    Crossborder(crossborder::Args),
 }
 
 impl Suite {
@@ -69,6 +73,7 @@ impl Suite {
             Suite::Journal(args) => durability::journal::run(args),
             Suite::Snapshot(args) => durability::snapshot::run(args),
             Suite::Recovery(args) => durability::recovery::run(args),
+            Suite::Crossborder(args) => crossborder::run(args),
         }
     }
 }

@@ -48,7 +48,7 @@
 //! Every run must end in the same `state_hash()`: the engine is deterministic.
 
 mod memory;
-mod outcomes;
+pub(crate) mod outcomes;
 mod workload;
 
 use std::hint::black_box;

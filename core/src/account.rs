@@ -132,9 +132,17 @@ impl Account {
         let slot = self.slot(asset);
         slot.available = slot.available.checked_sub(amount).expect("debit checked against available");
     }
-    pub(crate) fn add_held(&mut self, asset: AssetId, amount: Amount) {
+    /// `available` → `held`, with one lookup.
+    pub(crate) fn hold(&mut self, asset: AssetId, amount: Amount) {
         let slot = self.slot(asset);
+        slot.available = slot.available.checked_sub(amount).expect("hold checked against available");
         slot.held = slot.held.checked_add(amount).expect("hold bounded by the asset total");
+    }
+    /// `held` → `available`, with one lookup.
+    pub(crate) fn release(&mut self, asset: AssetId, amount: Amount) {
+        let slot = self.slot(asset);
+        slot.held = slot.held.checked_sub(amount).expect("a hold never goes negative");
+        slot.available = slot.available.checked_add(amount).expect("release bounded by the asset total");
     }
     pub(crate) fn sub_held(&mut self, asset: AssetId, amount: Amount) {
         let slot = self.slot(asset);

@@ -14,6 +14,10 @@
 //! qty_min = 1          # lots
 //! qty_max = 1000000    # lots
 //! fees = [{ maker_bps = 10, taker_bps = 20 }, { maker_bps = 5, taker_bps = 10 }]  # by KYC tier
+//!
+//! [crossborder]        # optional; these are the defaults
+//! max_hops = 2         # markets a route may chain when a command does not say (1..=3)
+//! quote_ttl_ms = 30000 # how long a quote stays executable when a command does not say
 //! ```
 
 use serde::Deserialize;
@@ -21,7 +25,8 @@ use thiserror::Error;
 
 use crate::asset::{Asset, AssetCode, AssetError, AssetTable};
 use crate::book::Qty;
-use crate::limits::MARKETS_MAX;
+use crate::ids::Timestamp;
+use crate::limits::{MARKETS_MAX, NANOS_PER_SECOND, QUOTE_TTL_MAX, ROUTE_HOPS_MAX};
 use crate::market::{FeeRate, FeeSchedule, MarketError, MarketSpec};
 
 /// A validated configuration.
@@ -29,6 +34,35 @@ use crate::market::{FeeRate, FeeSchedule, MarketError, MarketSpec};
 pub struct Config {
     assets: AssetTable,
     markets: Vec<MarketSpec>,
+    crossborder: CrossBorderConfig,
+}
+
+/// Defaults of cross-border commands that leave them out. They become engine state (a
+/// snapshot keeps them), so a restarted engine decides as the one that stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossBorderConfig {
+    /// Markets a route may chain (`1..=limits::ROUTE_HOPS_MAX`).
+    pub max_hops: u8,
+    /// How long a quote stays executable (at most `limits::QUOTE_TTL_MAX`).
+    pub quote_ttl: Timestamp,
+}
+
+impl Default for CrossBorderConfig {
+    fn default() -> Self {
+        Self { max_hops: 2, quote_ttl: Timestamp::from_nanos(30 * NANOS_PER_SECOND) }
+    }
+}
+
+impl CrossBorderConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_hops == 0 || usize::from(self.max_hops) > ROUTE_HOPS_MAX {
+            return Err(ConfigError::MaxHops { hops: self.max_hops });
+        }
+        if self.quote_ttl.as_nanos() == 0 || self.quote_ttl > QUOTE_TTL_MAX {
+            return Err(ConfigError::QuoteTtl { ms: self.quote_ttl.as_nanos() / 1_000_000 });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -37,6 +71,15 @@ struct RawConfig {
     assets: Vec<RawAsset>,
     #[serde(default)]
     markets: Vec<RawMarket>,
+    #[serde(default)]
+    crossborder: RawCrossBorder,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCrossBorder {
+    max_hops: Option<u8>,
+    quote_ttl_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +122,14 @@ impl Config {
         if markets.len() > MARKETS_MAX {
             return Err(ConfigError::TooManyMarkets { count: markets.len() });
         }
-        Ok(Self { assets, markets })
+        Ok(Self { assets, markets, crossborder: CrossBorderConfig::default() })
+    }
+
+    /// The same configuration with other cross-border defaults.
+    pub fn with_crossborder(mut self, crossborder: CrossBorderConfig) -> Result<Self, ConfigError> {
+        crossborder.validate()?;
+        self.crossborder = crossborder;
+        Ok(self)
     }
 
     /// Parses and validates a TOML configuration.
@@ -95,7 +145,14 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let assets = AssetTable::new(assets)?;
         let markets = raw.markets.into_iter().map(|raw| raw.resolve(&assets)).collect::<Result<Vec<_>, _>>()?;
-        Self::new(assets, markets)
+        let defaults = CrossBorderConfig::default();
+        let quote_ttl = match raw.crossborder.quote_ttl_ms {
+            Some(ms) => Timestamp::from_nanos(ms.checked_mul(1_000_000).ok_or(ConfigError::QuoteTtl { ms })?),
+            None => defaults.quote_ttl,
+        };
+        let crossborder =
+            CrossBorderConfig { max_hops: raw.crossborder.max_hops.unwrap_or(defaults.max_hops), quote_ttl };
+        Self::new(assets, markets)?.with_crossborder(crossborder)
     }
 
     pub fn markets(&self) -> &[MarketSpec] {
@@ -104,6 +161,10 @@ impl Config {
 
     pub fn assets(&self) -> &AssetTable {
         &self.assets
+    }
+
+    pub fn crossborder(&self) -> CrossBorderConfig {
+        self.crossborder
     }
 }
 
@@ -147,6 +208,10 @@ pub enum ConfigError {
     UnknownAsset { code: String },
     #[error("{count} markets declared; at most {MARKETS_MAX} are allowed")]
     TooManyMarkets { count: usize },
+    #[error("crossborder.max_hops = {hops}: a route chains 1 to {ROUTE_HOPS_MAX} markets")]
+    MaxHops { hops: u8 },
+    #[error("crossborder.quote_ttl_ms = {ms}: a quote lives 1 ms to {} ms", QUOTE_TTL_MAX.as_nanos() / 1_000_000)]
+    QuoteTtl { ms: u64 },
 }
 
 #[cfg(test)]
@@ -183,5 +248,27 @@ mod tests {
         let unknown = Config::from_toml_str("[[assets]]\ncode = \"USD\"\nscale = 2\ncolour = 1");
         assert!(matches!(unknown, Err(ConfigError::Syntax(message)) if message.contains("colour")));
         assert!(matches!(Config::from_toml_str("assets = "), Err(ConfigError::Syntax(_))));
+    }
+
+    #[test]
+    fn crossborder_defaults_and_bounds() {
+        let usd = "[[assets]]\ncode = \"USD\"\nscale = 2\n";
+        let config = Config::from_toml_str(usd).unwrap();
+        assert_eq!(config.crossborder(), CrossBorderConfig::default());
+        let config =
+            Config::from_toml_str(&format!("{usd}[crossborder]\nmax_hops = 3\nquote_ttl_ms = 5000\n")).unwrap();
+        assert_eq!(config.crossborder().max_hops, 3);
+        assert_eq!(config.crossborder().quote_ttl, Timestamp::from_nanos(5 * NANOS_PER_SECOND));
+        let cases = [
+            ("max_hops = 0", ConfigError::MaxHops { hops: 0 }),
+            ("max_hops = 4", ConfigError::MaxHops { hops: 4 }),
+            ("quote_ttl_ms = 0", ConfigError::QuoteTtl { ms: 0 }),
+            ("quote_ttl_ms = 300001", ConfigError::QuoteTtl { ms: 300_001 }),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(Config::from_toml_str(&format!("{usd}[crossborder]\n{line}\n")), Err(expected), "{line}");
+        }
+        let unknown = Config::from_toml_str(&format!("{usd}[crossborder]\nhops = 2\n"));
+        assert!(matches!(unknown, Err(ConfigError::Syntax(message)) if message.contains("hops")));
     }
 }

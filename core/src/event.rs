@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use crate::command::CommandKind;
-use crate::ids::{AccountId, AssetId, HoldId, KycTier, OwnerId, PaymentId, Reference, RuleVersion, Timestamp};
+use crate::ids::{AccountId, AssetId, HoldId, KycTier, OwnerId, PaymentId, QuoteId, Reference, RuleVersion, Timestamp};
 use crate::money::Amount;
+use crate::route::Route;
 use crate::rules::RuleKind;
 
 /// Why a command was refused. The state is left as it was (apart from remembering
@@ -73,7 +74,8 @@ pub enum RejectReason {
     PostOnlyWouldTake,
     /// A market specification that does not validate, or a pair that already trades.
     InvalidMarket,
-    /// A bounded table is full (accounts, payments, authorizations, idempotency keys).
+    /// A bounded table is full (accounts, payments, authorizations, idempotency keys,
+    /// quotes).
     CapacityExceeded,
     /// A risk or compliance rule refused the command; the `Event::RuleViolated` just
     /// before names the rule and the version.
@@ -87,11 +89,26 @@ pub enum RejectReason {
     UnknownHold,
     /// The hold was already decided the other way.
     HoldDecided,
+    /// No chain of markets of at most the hop limit converts the sent currency into the
+    /// received one (or they are the same currency: that is a transfer).
+    NoRoute,
+    /// Routes exist, but none has the depth to convert the amount (within the
+    /// markets' largest order size).
+    InsufficientLiquidity,
+    /// The quote does not exist or is not the caller's.
+    UnknownQuote,
+    /// The quote's time ran out before this command.
+    QuoteExpired,
+    /// The quote was executed already.
+    QuoteUsed,
+    /// The books moved so that the quote or the payment's limit can no longer be met;
+    /// the `Event::RateMoved` just before says by how much. Nothing moved.
+    RateMoved,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order: `ALL[reason as usize] == reason`.
-    pub const ALL: [RejectReason; 35] = [
+    pub const ALL: [RejectReason; 41] = [
         RejectReason::UnknownAccount,
         RejectReason::UnknownAsset,
         RejectReason::UnknownPayment,
@@ -127,6 +144,12 @@ impl RejectReason {
         RejectReason::UnknownRuleVersion,
         RejectReason::UnknownHold,
         RejectReason::HoldDecided,
+        RejectReason::NoRoute,
+        RejectReason::InsufficientLiquidity,
+        RejectReason::UnknownQuote,
+        RejectReason::QuoteExpired,
+        RejectReason::QuoteUsed,
+        RejectReason::RateMoved,
     ];
 
     /// The reason whose discriminant is `code`.
@@ -424,11 +447,107 @@ pub enum Event {
         asset: AssetId,
         amount: Amount,
     },
+    /// One leg of a quote: on `market` the payer would trade `qty` lots on `side`,
+    /// giving `input` and getting `output` (after its taker fee). `taker_fee` is in the
+    /// market's quote currency (part of `input` on a buy, taken from `output` on a
+    /// sell); `remainder` is what of `output` the next leg (or the payee) would not use
+    /// and the house would keep (lots are whole). The `Quoted` event follows the legs.
+    QuoteLeg {
+        quote: QuoteId,
+        payer: AccountId,
+        payee: AccountId,
+        leg: u8,
+        market: MarketId,
+        side: Side,
+        qty: Qty,
+        input: Amount,
+        output: Amount,
+        taker_fee: Amount,
+        remainder: Amount,
+    },
+    /// A route the quote considered and did not choose, `rank` 1 being the next best:
+    /// what the payer would send and the payee receive through it.
+    QuoteRunnerUp {
+        quote: QuoteId,
+        payer: AccountId,
+        payee: AccountId,
+        rank: u8,
+        route: Route,
+        send: Amount,
+        receive: Amount,
+    },
+    /// A quote: through `route`, the payer sends `send` of `from` and the payee receives
+    /// `receive` of `to`, if executed before `expires_at`. Its legs (`QuoteLeg`) and
+    /// runners-up (`QuoteRunnerUp`) are the events just before.
+    Quoted {
+        quote: QuoteId,
+        payer: AccountId,
+        payee: AccountId,
+        from: AssetId,
+        to: AssetId,
+        send: Amount,
+        receive: Amount,
+        route: Route,
+        expires_at: Timestamp,
+    },
+    /// One leg of a cross-border payment, after its `Trade`s: the payer's taker order
+    /// `order` took `qty` lots on `market`, giving `input` and getting `output` (after
+    /// `taker_fee`, in the market's quote currency); `remainder` of `output` went to the
+    /// house's remainder account (lots are whole).
+    CrossBorderLeg {
+        payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
+        leg: u8,
+        market: MarketId,
+        side: Side,
+        order: OrderId,
+        qty: Qty,
+        input: Amount,
+        output: Amount,
+        taker_fee: Amount,
+        remainder: Amount,
+    },
+    /// A cross-border payment completed: the payer sent `send` of `from`, the payee
+    /// received `receive` of `to`. `surplus` of `from` is what an executed quote's
+    /// price no longer needed (the books moved in the payer's favour): the house's,
+    /// recorded in its remainder account. Its legs are the `CrossBorderLeg` events
+    /// just before.
+    CrossBorderPaid {
+        payment: PaymentId,
+        payer: AccountId,
+        payee: AccountId,
+        from: AssetId,
+        to: AssetId,
+        send: Amount,
+        receive: Amount,
+        route: Route,
+        surplus: Amount,
+        quote: Option<QuoteId>,
+    },
+    /// Why a cross-border command is about to be rejected with `RateMoved`: the limit
+    /// (a quote's send, a `MaxSend`, or a `MinReceive`) is `limit` of `asset`; the
+    /// books now give `achievable` (the least the payer would send, or the most the
+    /// payee would receive), `moved_ppm` parts per million worse.
+    RateMoved {
+        payer: AccountId,
+        asset: AssetId,
+        limit: Amount,
+        achievable: Amount,
+        moved_ppm: u32,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Events are copied into every batch: the cross-border ones are no larger than
+        // `Trade`, the largest before them (96 bytes on 64-bit targets).
+        assert!(std::mem::size_of::<Event>() <= 96, "{}", std::mem::size_of::<Event>());
+    }
 
     #[test]
     fn reject_reason_codes_round_trip() {

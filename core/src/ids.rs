@@ -53,6 +53,10 @@ id_newtype!(
     PaymentId(u64)
 );
 id_newtype!(
+    /// A cross-border quote, assigned in command order (the first is 1).
+    QuoteId(u64)
+);
+id_newtype!(
     /// The external customer (person or merchant) who owns an account.
     OwnerId(u64)
 );

@@ -16,6 +16,7 @@
 //!   review thresholds, blocked counterparties), their validation and diff.
 //! - `risk`: the account actor's risk counters (daily outflow, payments per minute).
 //! - `reconcile`: per-asset running totals and the full reconciliation report.
+//! - `route`: the markets a cross-border payment converts through.
 //! - `prefetch`: a cache-line prefetch hint (the core's only `unsafe`).
 //! - `engine`: the state machine that owns every actor and applies commands.
 
@@ -33,6 +34,7 @@ pub mod money;
 mod prefetch;
 pub mod reconcile;
 pub mod risk;
+pub mod route;
 pub mod rules;
 pub mod state;
 

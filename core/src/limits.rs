@@ -111,3 +111,19 @@ pub const REVIEW_DECISION_RETENTION: Timestamp = IDEMPOTENCY_RETENTION;
 
 const _: () = assert!(PAYMENTS_PER_MINUTE_MAX as usize <= 1024);
 const _: () = assert!(REVIEW_HOLDS_PENDING_MAX <= REVIEW_HOLDS_MAX);
+/// Markets (legs) a cross-border route may chain: at most `ROUTE_HOPS_MAX - 1`
+/// intermediate currencies between what the payer sends and what the payee receives.
+pub const ROUTE_HOPS_MAX: usize = 3;
+/// Routes one cross-border command considers: the simple paths within its hop limit,
+/// in depth-first order by market id. Paths past this count are not considered (a
+/// bound only a configuration with hundreds of markets per currency reaches).
+pub const ROUTES_CONSIDERED_MAX: usize = 1024;
+/// Runners-up a quote reports beside the route it chose.
+pub const QUOTE_RUNNERS_UP_MAX: usize = 3;
+/// Quotes held at once, open or used, until they expire; past it, new quotes are
+/// rejected with `CapacityExceeded` until old ones expire.
+pub const QUOTES_MAX: usize = 1024 * 1024;
+/// Longest a quote may stay executable.
+pub const QUOTE_TTL_MAX: Timestamp = Timestamp::from_nanos(300 * NANOS_PER_SECOND);
+
+const _: () = assert!(ROUTE_HOPS_MAX >= 1 && ROUTE_HOPS_MAX <= u8::MAX as usize);

@@ -126,8 +126,14 @@ impl MarketSpec {
 
 /// The fee at `bps` on `notional`, rounded down (in the customer's favour).
 pub fn fee(notional: Amount, bps: u16) -> Amount {
-    let product = u128::from(notional.minor_units()) * u128::from(bps) / 10_000;
-    Amount::new(product as u64).expect("a fee is at most the notional")
+    let notional = notional.minor_units();
+    // 64-bit when the product fits (nearly always): a 128-bit division is a library
+    // call, a 64-bit one by a constant a multiplication.
+    let fee = match notional.checked_mul(u64::from(bps)) {
+        Some(product) => product / 10_000,
+        None => (u128::from(notional) * u128::from(bps) / 10_000) as u64,
+    };
+    Amount::new(fee).expect("a fee is at most the notional")
 }
 
 /// One market actor: how it trades, its book, and its market-data sequence.

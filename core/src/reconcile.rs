@@ -1,5 +1,5 @@
-//! Reconciliation: per asset, the money in accounts (available + held, fee and house
-//! accounts included) equals deposits minus withdrawals.
+//! Reconciliation: per asset, the money in accounts (available + held) plus the
+//! house's fee and remainder accounts equals deposits minus withdrawals.
 //!
 //! `AssetTotals` keeps that as O(1) running totals, checked after every command;
 //! `ReconciliationReport` recomputes everything from the accounts and compares.
@@ -14,8 +14,11 @@ use crate::money::Amount;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AssetTotals {
     in_accounts: u64,
-    /// Fees collected: the house's balance of this asset.
+    /// Fees collected: the house's fee account of this asset.
     fees: u64,
+    /// Rounding remainders and quote surpluses of cross-border payments: the house's
+    /// remainder account of this asset, kept apart from fees.
+    remainders: u64,
     deposited: u128,
     withdrawn: u128,
 }
@@ -26,6 +29,9 @@ impl AssetTotals {
     }
     pub fn fees(&self) -> Amount {
         Amount::new(self.fees).expect("bounded by AMOUNT_MAX")
+    }
+    pub fn remainders(&self) -> Amount {
+        Amount::new(self.remainders).expect("bounded by AMOUNT_MAX")
     }
     pub fn deposited(&self) -> u128 {
         self.deposited
@@ -40,18 +46,26 @@ impl AssetTotals {
     }
     /// Accounts plus the house hold exactly what came in minus what went out.
     pub fn is_conserved(&self) -> bool {
-        i128::from(self.in_accounts) + i128::from(self.fees) == self.net_inflow()
+        i128::from(self.in_accounts) + i128::from(self.fees) + i128::from(self.remainders) == self.net_inflow()
     }
     /// Whether `amount` more can enter the system without passing `limits::AMOUNT_MAX`.
     pub fn has_room_for(&self, amount: Amount) -> bool {
-        self.in_accounts().checked_add(self.fees()).and_then(|total| total.checked_add(amount)).is_some()
+        self.in_accounts()
+            .checked_add(self.fees())
+            .and_then(|total| total.checked_add(self.remainders()))
+            .and_then(|total| total.checked_add(amount))
+            .is_some()
     }
     pub(crate) fn collect_fee(&mut self, amount: Amount) {
         self.fees = self.fees().checked_add(amount).expect("fees bounded by the asset total").minor_units();
     }
+    pub(crate) fn collect_remainder(&mut self, amount: Amount) {
+        self.remainders =
+            self.remainders().checked_add(amount).expect("remainders bounded by the asset total").minor_units();
+    }
 
-    pub(crate) fn restore(in_accounts: u64, fees: u64, deposited: u128, withdrawn: u128) -> Self {
-        Self { in_accounts, fees, deposited, withdrawn }
+    pub(crate) fn restore(in_accounts: u64, fees: u64, remainders: u64, deposited: u128, withdrawn: u128) -> Self {
+        Self { in_accounts, fees, remainders, deposited, withdrawn }
     }
 
     pub(crate) fn record_deposit(&mut self, amount: Amount) {
@@ -78,8 +92,11 @@ pub struct AssetReconciliation {
     pub expected: i128,
     /// The O(1) running total of the accounts the engine kept.
     pub running_total: u128,
-    /// Fees collected (the house account).
+    /// Fees collected (the house's fee account).
     pub fees: u128,
+    /// Cross-border rounding remainders and quote surpluses (the house's remainder
+    /// account).
+    pub remainders: u128,
     /// `available + held` summed over every account, recomputed now.
     pub recomputed_total: u128,
     /// `held` summed over every account, recomputed now.
@@ -91,7 +108,7 @@ pub struct AssetReconciliation {
 impl AssetReconciliation {
     pub fn is_balanced(&self) -> bool {
         self.expected >= 0
-            && self.expected as u128 == self.running_total + self.fees
+            && self.expected as u128 == self.running_total + self.fees + self.remainders
             && self.running_total == self.recomputed_total
             && self.held_recomputed == self.held_expected
     }

@@ -45,6 +45,9 @@ pub struct EngineState {
     /// The legs of held split payments, by hold then leg order.
     pub review_legs: Vec<ReviewLegRow>,
     pub next_hold_id: u64,
+    pub crossborder: CrossBorderRow,
+    /// Quotes kept (open or executed, not yet expired), by id.
+    pub quotes: Vec<QuoteRow>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -135,6 +138,8 @@ pub struct BalanceRow {
 pub struct TotalsRow {
     pub in_accounts: u64,
     pub fees: u64,
+    /// The house's remainder account (cross-border rounding and quote surpluses).
+    pub remainders: u64,
     pub deposited: u128,
     pub withdrawn: u128,
 }
@@ -144,7 +149,7 @@ pub struct PaymentRow {
     pub payer: u32,
     pub payee: u32,
     pub asset: u16,
-    /// 0 transfer, 1 split leg, 2 authorization.
+    /// 0 transfer, 1 split leg, 2 authorization, 3 cross-border.
     pub kind: u8,
     /// 0 settled, 1 open, 2 captured, 3 voided, 4 expired.
     pub state: u8,
@@ -197,4 +202,28 @@ pub struct OrderRow {
     /// 0 cancel taker, 1 cancel maker, 2 cancel both.
     pub stp: u8,
     pub post_only: bool,
+}
+
+/// Cross-border defaults and the next quote id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct CrossBorderRow {
+    pub max_hops: u8,
+    pub quote_ttl_ns: u64,
+    pub next_quote_id: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct QuoteRow {
+    pub id: u64,
+    pub payer: u32,
+    pub payee: u32,
+    pub from: u16,
+    pub to: u16,
+    /// Markets of the route, first leg first; `markets[hops..]` are zero.
+    pub hops: u8,
+    pub markets: [u32; crate::limits::ROUTE_HOPS_MAX],
+    pub send: u64,
+    pub receive: u64,
+    pub expires_at: u64,
+    pub used: bool,
 }

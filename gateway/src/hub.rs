@@ -438,8 +438,13 @@ pub fn concerned(event: &Event) -> SmallVec<[AccountId; 2]> {
         | Event::Captured { payer, payee, .. }
         | Event::Voided { payer, payee, .. }
         | Event::AuthorizationExpired { payer, payee, .. }
-        | Event::Refunded { payer, payee, .. } => accounts.extend([payer, payee]),
-        Event::SplitPaid { payer, .. } => accounts.push(payer),
+        | Event::Refunded { payer, payee, .. }
+        | Event::QuoteLeg { payer, payee, .. }
+        | Event::QuoteRunnerUp { payer, payee, .. }
+        | Event::Quoted { payer, payee, .. }
+        | Event::CrossBorderLeg { payer, payee, .. }
+        | Event::CrossBorderPaid { payer, payee, .. } => accounts.extend([payer, payee]),
+        Event::SplitPaid { payer, .. } | Event::RateMoved { payer, .. } => accounts.push(payer),
         Event::Trade { maker_account, taker_account, .. } => accounts.extend([maker_account, taker_account]),
         Event::HeldForReview { payer, payee, .. }
         | Event::ReviewApproved { payer, payee, .. }

@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 /// Every command kind, in discriminant order.
-pub const KINDS: [CommandKind; 22] = [
+pub const KINDS: [CommandKind; 25] = [
     CommandKind::OpenAccount,
     CommandKind::FreezeAccount,
     CommandKind::UnfreezeAccount,
@@ -39,6 +39,9 @@ pub const KINDS: [CommandKind; 22] = [
     CommandKind::ActivateRules,
     CommandKind::RollbackRules,
     CommandKind::ReviewDecision,
+    CommandKind::QuotePayment,
+    CommandKind::ExecuteQuote,
+    CommandKind::PayCrossBorder,
 ];
 
 /// What a command came to, for `bourse_commands_total{outcome}`.

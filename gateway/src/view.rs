@@ -396,7 +396,15 @@ impl ReadModel {
             | Event::RuleViolated { .. }
             | Event::HeldForReview { .. }
             | Event::ReviewApproved { .. }
-            | Event::ReviewRejected { .. } => {}
+            | Event::ReviewRejected { .. }
+            // Cross-border payments change the read model through the `Trade`,
+            // `BookChanged` and `BalanceChanged` events they come with.
+            | Event::QuoteLeg { .. }
+            | Event::QuoteRunnerUp { .. }
+            | Event::Quoted { .. }
+            | Event::CrossBorderLeg { .. }
+            | Event::CrossBorderPaid { .. }
+            | Event::RateMoved { .. } => {}
         }
     }
 

@@ -62,12 +62,16 @@ impl Checkpoint {
 mod tests {
     use std::collections::BTreeMap;
 
-    use bourse_core::command::{ActivateRules, PublishRules, ReviewDecision, RollbackRules};
-    use bourse_core::ids::{AccountId, HoldId, KycTier, RuleVersion};
+    use bourse_core::command::{
+        ActivateRules, CommandKind, CrossBorderAmount, ExecuteQuote, PayCrossBorder, PublishRules, QuotePayment,
+        RateLimit, ReviewDecision, RollbackRules,
+    };
+    use bourse_core::ids::{AccountId, AssetId, HoldId, IdempotencyKey, KycTier, QuoteId, RuleVersion, Timestamp};
     use bourse_core::limits::{
         ACCOUNTS_MAX, ASSET_CODE_BYTES_MAX, ORDERS_PER_ACCOUNT_MAX, PAYMENTS_PER_MINUTE_MAX, RULE_AMOUNT_ENTRIES_MAX,
         RULE_AMOUNT_TEXT_BYTES_MAX, RULE_BLOCKED_MAX, RULE_DESCRIPTION_BYTES_MAX, RULE_OVERRIDES_MAX,
     };
+    use bourse_core::money::Amount;
     use bourse_core::rules::{Limits, RuleSet, RuleSetData};
 
     use super::*;
@@ -129,5 +133,44 @@ mod tests {
         let bytes = round_trip(&Command::PublishRules(PublishRules { rules }));
         assert!(bytes <= PAYLOAD_BYTES_MAX, "{bytes} bytes");
         assert!(bytes > PAYLOAD_BYTES_MAX / 2, "{bytes} bytes: the test builds a large rule set");
+    }
+
+    #[test]
+    fn cross_border_commands_round_trip_under_their_own_kinds() {
+        let amount = Amount::new(150_000).expect("an amount");
+        let (payer, payee) = (AccountId::new(3), AccountId::new(4));
+        let (from, to) = (AssetId::new(1), AssetId::new(2));
+        let commands = [
+            Command::QuotePayment(QuotePayment {
+                by: payer,
+                payee,
+                from,
+                to,
+                amount: CrossBorderAmount::Receive(amount),
+                max_hops: Some(3),
+                ttl: Some(Timestamp::from_nanos(5_000_000_000)),
+            }),
+            Command::ExecuteQuote(ExecuteQuote { by: payer, key: IdempotencyKey::new(9), quote: QuoteId::new(17) }),
+            Command::PayCrossBorder(PayCrossBorder {
+                by: payer,
+                key: IdempotencyKey::new(10),
+                payee,
+                from,
+                to,
+                amount: CrossBorderAmount::Send(amount),
+                limit: RateLimit::MinReceive(amount),
+                max_hops: None,
+            }),
+        ];
+        // Kinds are journaled as numbers: new kinds are appended, never renumbered.
+        let kinds = [CommandKind::QuotePayment, CommandKind::ExecuteQuote, CommandKind::PayCrossBorder];
+        assert_eq!(kinds.map(|kind| kind as u16), [22, 23, 24]);
+        let mut payload = Vec::new();
+        for command in commands {
+            encode_command(&command, &mut payload);
+            let kind = command_kind(&command);
+            assert_eq!(decode_command(Seq::new(1), kind, &payload).expect("decodes"), command);
+            assert!(decode_command(Seq::new(1), kind + 1, &payload).is_err(), "a payload under another kind");
+        }
     }
 }

@@ -212,11 +212,15 @@ fn inspect_shows_counts_and_totals_at_the_asset_scale() {
         assert!(ran.stdout.lines().any(|line| line == format!("{label:<20} {value}")), "{label} {value}");
     }
     let usd = ran.stdout.lines().find(|line| line.starts_with("USD")).unwrap();
-    assert_eq!(usd.split_whitespace().collect::<Vec<_>>(), ["USD", "2", "1400.00", "0.00", "1500.00", "100.00"]);
+    // Asset, scale, in accounts, fees, cross-border remainders, deposited, withdrawn.
+    assert_eq!(
+        usd.split_whitespace().collect::<Vec<_>>(),
+        ["USD", "2", "1400.00", "0.00", "0.00", "1500.00", "100.00"]
+    );
     let btc = ran.stdout.lines().find(|line| line.starts_with("BTC")).unwrap();
     assert_eq!(
         btc.split_whitespace().collect::<Vec<_>>(),
-        ["BTC", "8", "2.00000000", "0.00000000", "2.00000000", "0.00000000"]
+        ["BTC", "8", "2.00000000", "0.00000000", "0.00000000", "2.00000000", "0.00000000"]
     );
 
     // By sequence number, as JSON; and the head (snapshot + nothing after it) agrees.

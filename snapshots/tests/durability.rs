@@ -1,8 +1,8 @@
 //! Durability of snapshots, recovery and the runtime (STYLE §12–13), in memory
 //! wherever it can be (`MemStorage`), on real files where the mapping matters.
 //!
-//! - Snapshots: a written and reloaded engine has the live one's state hash and
-//!   behaves the same; a bit flip anywhere or a cut in the newest snapshot falls back
+//! - Snapshots: a written and reloaded engine (quotes included) has the live one's
+//!   state hash and behaves the same; a bit flip anywhere or a cut in the newest snapshot falls back
 //!   to the one before and names the file; stale `.tmp` files are ignored and pruned;
 //!   only the newest `keep` are kept.
 //! - Recovery: snapshot + journal replay equals the live engine over random command
@@ -23,13 +23,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bourse_core::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use bourse_core::command::{
-    AmendOrder, Authorize, CancelAll, CancelOrder, Capture, Command, CommandKind, Deposit, FreezeAccount, OpenAccount,
-    OrderRef, OrderSize, PlaceOrder, Refund, SequencedCommand, SetKycTier, SplitLeg, SplitPayment, Transfer,
-    UnfreezeAccount, Void, Withdraw,
+    AmendOrder, Authorize, CancelAll, CancelOrder, Capture, Command, CommandKind, CrossBorderAmount, Deposit,
+    ExecuteQuote, FreezeAccount, OpenAccount, OrderRef, OrderSize, PayCrossBorder, PlaceOrder, QuotePayment, RateLimit,
+    Refund, SequencedCommand, SetKycTier, SplitLeg, SplitPayment, Transfer, UnfreezeAccount, Void, Withdraw,
 };
 use bourse_core::config::Config;
 use bourse_core::event::Event;
-use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, Reference, Seq, Timestamp};
+use bourse_core::ids::{
+    AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, QuoteId, Reference, Seq, Timestamp,
+};
 use bourse_core::limits::{NANOS_PER_DAY, NANOS_PER_SECOND};
 use bourse_core::money::Amount;
 use bourse_core::{Capacity, Engine, StateHash};
@@ -171,7 +173,7 @@ impl Op {
         let Op { pick, a, b, c, .. } = self;
         let by = account(a);
         let order_id = OrderId::new(c % 60);
-        match pick % 20 {
+        match pick % 23 {
             0 => Command::OpenAccount(OpenAccount {
                 owner: OwnerId::new(u64::from(a)),
                 kyc_tier: KycTier::new((b % 3) as u8).unwrap(),
@@ -276,10 +278,40 @@ impl Op {
             }),
             18 if b % 4 == 0 => Command::FreezeAccount(FreezeAccount { account: by }),
             18 => Command::UnfreezeAccount(UnfreezeAccount { account: by }),
+            20 => Command::QuotePayment(QuotePayment {
+                by,
+                payee: account(b),
+                from: AssetId::new((c % 3) as u16),
+                to: AssetId::new(((c >> 2) % 3) as u16),
+                amount: cross_border_amount(c),
+                max_hops: ((c >> 24) % 4 != 0).then_some(((c >> 26) % 4) as u8),
+                ttl: ((c >> 28) % 2 == 0).then(|| Timestamp::from_nanos(((c >> 30) % 400) * NANOS_PER_SECOND)),
+            }),
+            21 => Command::ExecuteQuote(ExecuteQuote { by, key: key(c), quote: QuoteId::new((c >> 8) % 30) }),
+            22 => Command::PayCrossBorder(PayCrossBorder {
+                by,
+                key: key(c),
+                payee: account(b),
+                from: AssetId::new((c % 3) as u16),
+                to: AssetId::new(((c >> 2) % 3) as u16),
+                amount: cross_border_amount(c),
+                limit: if (c >> 24) % 2 == 0 {
+                    RateLimit::MinReceive(amount((c >> 28) % 3_000))
+                } else {
+                    RateLimit::MaxSend(amount((c >> 28) % 300_000))
+                },
+                max_hops: None,
+            }),
             _ if b % 2 == 0 => Command::Tick,
             _ => Command::SetKycTier(SetKycTier { account: by, kyc_tier: KycTier::new((c % 10) as u8).unwrap() }),
         }
     }
+}
+
+/// A cross-border amount from random bits: send or receive, sometimes zero.
+fn cross_border_amount(c: u64) -> CrossBorderAmount {
+    let minor_units = amount((c >> 4) % 200_000);
+    if (c >> 3).is_multiple_of(2) { CrossBorderAmount::Send(minor_units) } else { CrossBorderAmount::Receive(minor_units) }
 }
 
 /// A deterministic stream for the runtime, whose clock is the wall clock: expiries
@@ -449,6 +481,24 @@ fn rich_engine(seed: u64, steps: usize) -> (Engine, Vec<(Seq, Timestamp, Command
         seq += 1;
         run(&mut engine, seq, now, command);
     }
+    // And of a quote, by a new account (so neither frozen nor resting an order).
+    let payer = AccountId::new(engine.account_count() as u32);
+    let quote = QuotePayment {
+        by: payer,
+        payee: AccountId::new(2),
+        from: AssetId::new(0),
+        to: AssetId::new(1),
+        amount: CrossBorderAmount::Receive(amount(90)),
+        max_hops: None,
+        ttl: None,
+    };
+    let owner = OwnerId::new(7_777);
+    let kyc_tier = KycTier::new(0).unwrap();
+    for command in [Command::OpenAccount(OpenAccount { owner, kyc_tier }), Command::QuotePayment(quote)] {
+        now += 1_000;
+        seq += 1;
+        run(&mut engine, seq, now, command);
+    }
     engine.check_invariants();
     (engine, history)
 }
@@ -460,6 +510,7 @@ fn assert_rich(engine: &Engine) {
     assert!(engine.idempotency_entries() > 0, "idempotency entries");
     assert!(state.orders.iter().any(|order| order.side == 0), "a resting bid");
     assert!(state.orders.iter().any(|order| order.side == 1), "a resting ask");
+    assert!(!state.quotes.is_empty(), "a quote");
 }
 
 /// The same commands after the snapshot give the same events on both engines.

@@ -7,14 +7,17 @@
 //! - `payment`: transfer, authorize / capture / void, split payment, refund.
 //! - `order`: add a market; place, cancel, cancel-all, amend orders.
 //! - `rules`: publish, activate and roll back rule sets; decide a review hold.
+//! - `crossborder`: quote, execute a quote, pay across currencies in one command.
 
 mod account;
+mod crossborder;
 mod funding;
 mod order;
 mod payment;
 mod rules;
 
 pub use account::{FreezeAccount, OpenAccount, SetKycTier, UnfreezeAccount};
+pub use crossborder::{CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
 pub use funding::{Deposit, Withdraw};
 pub use order::{AddMarket, AmendOrder, CancelAll, CancelOrder, OrderRef, OrderSize, PlaceOrder};
 pub use payment::{Authorize, Capture, Refund, SplitLeg, SplitPayment, Transfer, Void};
@@ -53,6 +56,9 @@ pub enum Command {
     ActivateRules(ActivateRules),
     RollbackRules(RollbackRules),
     ReviewDecision(ReviewDecision),
+    QuotePayment(QuotePayment),
+    ExecuteQuote(ExecuteQuote),
+    PayCrossBorder(PayCrossBorder),
 }
 
 /// The kind of a command, without its payload: named in rejections and metrics.
@@ -80,6 +86,9 @@ pub enum CommandKind {
     ActivateRules,
     RollbackRules,
     ReviewDecision,
+    QuotePayment,
+    ExecuteQuote,
+    PayCrossBorder,
 }
 
 impl Command {
@@ -107,6 +116,9 @@ impl Command {
             Command::ActivateRules(_) => CommandKind::ActivateRules,
             Command::RollbackRules(_) => CommandKind::RollbackRules,
             Command::ReviewDecision(_) => CommandKind::ReviewDecision,
+            Command::QuotePayment(_) => CommandKind::QuotePayment,
+            Command::ExecuteQuote(_) => CommandKind::ExecuteQuote,
+            Command::PayCrossBorder(_) => CommandKind::PayCrossBorder,
         }
     }
 }

@@ -33,7 +33,7 @@ impl Engine {
                 hasher.update(&value.to_le_bytes());
             }
         };
-        hasher.update(b"bourse-state-v1");
+        hasher.update(b"bourse-state-v2");
         u64s(&mut hasher, &[self.last_seq.map_or(0, |seq| seq.get() + 1), self.now.as_nanos()]);
         u64s(&mut hasher, &[self.assets.len() as u64]);
         for (_, asset) in self.assets.iter() {
@@ -53,7 +53,10 @@ impl Engine {
         for totals in self.ledger.totals() {
             hasher.update(&totals.deposited().to_le_bytes());
             hasher.update(&totals.withdrawn().to_le_bytes());
-            u64s(&mut hasher, &[totals.in_accounts().minor_units()]);
+            u64s(
+                &mut hasher,
+                &[totals.in_accounts().minor_units(), totals.fees().minor_units(), totals.remainders().minor_units()],
+            );
         }
         u64s(&mut hasher, &[self.payments.first_id(), self.payments.len() as u64]);
         for (_, record) in self.payments.iter() {
@@ -104,6 +107,7 @@ impl Engine {
                 }
             }
         }
+        self.hash_quotes(&mut hasher);
         u64s(&mut hasher, &[self.idempotency.len() as u64]);
         for (at, (account, key), entry) in self.idempotency.iter_in_order() {
             let (code, value) = entry.outcome.code();
@@ -182,6 +186,36 @@ impl Engine {
         }
     }
 
+    /// The cross-border defaults and every quote kept, by id.
+    fn hash_quotes(&self, hasher: &mut Xxh3) {
+        let settings = [
+            u64::from(self.crossborder.max_hops),
+            self.crossborder.quote_ttl.as_nanos(),
+            self.quotes.next_id(),
+            self.quotes.len() as u64,
+        ];
+        for value in settings {
+            hasher.update(&value.to_le_bytes());
+        }
+        for (id, quote) in self.quotes.sorted() {
+            let mut route = [0_u64; crate::limits::ROUTE_HOPS_MAX];
+            for (slot, market) in route.iter_mut().zip(quote.route.markets()) {
+                *slot = u64::from(market.get()) + 1;
+            }
+            let values = [
+                id.get(),
+                u64::from(quote.payer.get()) | u64::from(quote.payee.get()) << 32,
+                u64::from(quote.from.get()) | u64::from(quote.to.get()) << 16 | u64::from(quote.used) << 32,
+                quote.send.minor_units(),
+                quote.receive.minor_units(),
+                quote.expires_at.as_nanos(),
+            ];
+            for value in values.into_iter().chain(route) {
+                hasher.update(&value.to_le_bytes());
+            }
+        }
+    }
+
     /// Recomputes every asset's total and every hold from the accounts and payment
     /// records, and compares them with the running totals.
     pub fn reconcile(&self) -> ReconciliationReport {
@@ -236,6 +270,7 @@ impl Engine {
                     expected: totals.net_inflow(),
                     running_total: u128::from(totals.in_accounts().minor_units()),
                     fees: u128::from(totals.fees().minor_units()),
+                    remainders: u128::from(totals.remainders().minor_units()),
                     recomputed_total: recomputed[id.index()],
                     held_recomputed: held[id.index()],
                     held_expected: held_expected[id.index()],
@@ -276,6 +311,7 @@ impl Engine {
             assert!(self.ledger.get(hold.payer).is_some(), "review hold {id}: payer exists");
             assert!(self.rules.get(hold.version).is_some(), "review hold {id}: its rule version was published");
         }
+        self.quotes.check_invariants(self.now);
         self.check_books();
     }
 

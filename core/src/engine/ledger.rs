@@ -99,16 +99,12 @@ impl Ledger {
 
     /// Moves `available` to `held`.
     pub(crate) fn hold(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
-        let target = self.account_mut(account, asset);
-        target.sub_available(asset, amount);
-        target.add_held(asset, amount);
+        self.account_mut(account, asset).hold(asset, amount);
     }
 
     /// Moves `held` back to `available`.
     pub(crate) fn release(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
-        let target = self.account_mut(account, asset);
-        target.sub_held(asset, amount);
-        target.add_available(asset, amount);
+        self.account_mut(account, asset).release(asset, amount);
     }
 
     /// Takes from `held` (a capture paying out a hold).
@@ -120,6 +116,12 @@ impl Ledger {
     /// Moves a fee, already taken from an account, to the house.
     pub(crate) fn collect_fee(&mut self, asset: AssetId, amount: Amount) {
         self.totals[asset.index()].collect_fee(amount);
+    }
+
+    /// Moves a cross-border remainder or surplus, already taken from an account, to the
+    /// house's remainder account.
+    pub(crate) fn collect_remainder(&mut self, asset: AssetId, amount: Amount) {
+        self.totals[asset.index()].collect_remainder(amount);
     }
 
     /// Hands the pairs changed by this command to `each`, then forgets them.

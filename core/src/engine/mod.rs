@@ -12,19 +12,26 @@
 //! - `rules`: published rule versions, what is in effect for whom, the change history.
 //! - `risk`: enforcement of the rules in effect on payments and orders.
 //! - `review`: payments held for an operator's review, and the decision on them.
+//! - `routing`: smart routing: route candidates, exact pricing of a route by walking
+//!   its books, the choice of the best routes.
+//! - `quotes`: the quote table and its expiry by command time.
+//! - `crossborder`: handlers for quotes and cross-border payments (all legs or none).
 //! - `inspect`: the state hash, full reconciliation and invariant checks.
 //! - `state`: export to plain rows and rebuild from them (snapshots, recovery).
 
 mod accounts;
+mod crossborder;
 mod idempotency;
 mod inspect;
 mod keytable;
 mod ledger;
 mod pay;
 mod payments;
+mod quotes;
 mod review;
 mod risk;
 mod risk_state;
+mod routing;
 mod rules;
 mod settle;
 mod state;
@@ -40,14 +47,16 @@ use crate::account::{Account, Balance};
 use crate::asset::AssetTable;
 use crate::book::{MarketId, OrderSlab, Price, Side, Slot};
 use crate::command::{Command, CommandKind, Keyed, SequencedCommand};
-use crate::config::Config;
+use crate::config::{Config, CrossBorderConfig};
 use crate::event::{Event, Outcome, RejectReason};
 use crate::ids::{AccountId, AssetId, PaymentId, Seq, Timestamp};
 use crate::market::Market;
 use idempotency::{Entry, IdempotencyTable, Lookup};
 use ledger::Ledger;
 use payments::{PaymentBook, PaymentState};
+use quotes::QuoteBook;
 use review::ReviewBook;
+use routing::{Candidate, RouteGraph};
 use rules::RuleBook;
 
 /// What a handler returns: the payment it created (if any), or why it refused. A
@@ -118,6 +127,13 @@ pub struct Engine {
     rules: RuleBook,
     /// Payments held for review.
     reviews: ReviewBook,
+    /// Cross-border defaults (from the configuration; kept in snapshots).
+    crossborder: CrossBorderConfig,
+    quotes: QuoteBook,
+    /// Which markets each asset trades in (derived from `markets`).
+    route_graph: RouteGraph,
+    /// Reused by routing, so that it never allocates in steady state.
+    scratch_candidates: Vec<Candidate>,
     last_seq: Option<Seq>,
     now: Timestamp,
 }
@@ -128,18 +144,23 @@ impl Engine {
     }
 
     pub fn with_capacity(config: &Config, capacity: Capacity) -> Self {
+        let markets: Vec<Market> = config.markets().iter().cloned().map(Market::new).collect();
         Self {
             assets: config.assets().clone(),
             ledger: Ledger::new(config.assets().len(), capacity.accounts),
             payments: PaymentBook::with_capacity(capacity.payments),
             idempotency: IdempotencyTable::with_capacity(capacity.idempotency_keys),
-            markets: config.markets().iter().cloned().map(Market::new).collect(),
+            route_graph: RouteGraph::new(config.assets().len(), &markets),
+            markets,
             orders: OrderSlab::with_capacity(capacity.orders),
             next_order_id: 1,
             touched_levels: Vec::with_capacity(64),
             scratch_slots: Vec::new(),
             rules: RuleBook::default(),
             reviews: ReviewBook::default(),
+            crossborder: config.crossborder(),
+            quotes: QuoteBook::new(),
+            scratch_candidates: Vec::with_capacity(64),
             last_seq: None,
             now: Timestamp::default(),
         }
@@ -158,6 +179,7 @@ impl Engine {
         self.idempotency.expire(self.now);
         self.payments.evict(self.now);
         self.reviews.forget(self.now);
+        self.quotes.expire(self.now);
         self.dispatch(&command.command, out);
         self.publish_levels(out);
 
@@ -183,12 +205,17 @@ impl Engine {
             Command::Void(c) => (c.by, c.key, None),
             Command::SplitPayment(c) => (c.by, c.key, None),
             Command::Refund(c) => (c.by, c.key, None),
+            Command::ExecuteQuote(c) => (c.by, c.key, None),
+            Command::PayCrossBorder(c) => (c.by, c.key, Some(c.payee)),
             _ => return,
         };
         self.idempotency.prefetch((principal, key));
         for account in std::iter::once(principal).chain(other) {
             if let Some(state) = self.ledger.get(account) {
                 crate::prefetch::prefetch(state);
+                // Past two assets the balances live on the heap, where a payment in
+                // many currencies searches them (up to eight cache lines).
+                crate::prefetch::prefetch_lines(state.balances(), 8);
             }
         }
     }
@@ -217,6 +244,9 @@ impl Engine {
             Command::ActivateRules(c) => self.activate_rules(*c, out),
             Command::RollbackRules(c) => self.rollback_rules(*c, out),
             Command::ReviewDecision(c) => self.review_decision(*c, out),
+            Command::QuotePayment(c) => self.quote_payment(c, out),
+            Command::ExecuteQuote(c) => self.keyed(CommandKind::ExecuteQuote, c, out, Self::execute_quote),
+            Command::PayCrossBorder(c) => self.keyed(CommandKind::PayCrossBorder, c, out, Self::pay_cross_border),
         }
     }
 
@@ -324,6 +354,16 @@ impl Engine {
     /// Payment records currently kept.
     pub fn payment_records(&self) -> usize {
         self.payments.len()
+    }
+
+    /// Quotes currently kept (open or executed, until they expire).
+    pub fn quotes_kept(&self) -> usize {
+        self.quotes.len()
+    }
+
+    /// The cross-border defaults commands fall back on.
+    pub fn crossborder_defaults(&self) -> CrossBorderConfig {
+        self.crossborder
     }
 
     pub fn market(&self, market: MarketId) -> Option<&Market> {

@@ -17,9 +17,13 @@ pub(crate) enum PaymentKind {
     Transfer,
     SplitLeg,
     Authorization,
+    /// A cross-border payment: `asset` and `amount` are what the payee received, so a
+    /// refund goes back in that currency (it is not converted back).
+    CrossBorder,
 }
 
-/// Where an authorization stands. Transfers and split legs are always `Settled`.
+/// Where an authorization stands. Transfers, split legs and cross-border payments are
+/// always `Settled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PaymentState {
     Settled,

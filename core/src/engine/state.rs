@@ -7,17 +7,22 @@ use thiserror::Error;
 use super::idempotency::{Entry, IdempotencyTable};
 use super::ledger::Ledger;
 use super::payments::{PaymentBook, PaymentKind, PaymentRecord, PaymentState};
+use super::quotes::{Quote, QuoteBook};
+use super::routing::RouteGraph;
 use super::{Capacity, Engine};
 use crate::account::Account;
 use crate::asset::{Asset, AssetCode, AssetTable};
 use crate::book::{ClientOrderId, MarketId, NewOrder, OrderId, OrderSlab, Price, Qty, SelfTradePrevention, Side};
+use crate::config::CrossBorderConfig;
 use crate::event::Outcome;
-use crate::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, Seq, Timestamp};
+use crate::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, QuoteId, Seq, Timestamp};
 use crate::market::{FeeRate, FeeSchedule, Market, MarketSpec};
 use crate::money::Amount;
 use crate::reconcile::AssetTotals;
+use crate::route::Route;
 use crate::state::{
-    AccountRow, AssetRow, BalanceRow, EngineState, IdempotencyRow, MarketRow, OrderRow, PaymentRow, TotalsRow,
+    AccountRow, AssetRow, BalanceRow, CrossBorderRow, EngineState, IdempotencyRow, MarketRow, OrderRow, PaymentRow,
+    QuoteRow, TotalsRow,
 };
 
 /// A state that cannot be an engine's: names what is wrong.
@@ -35,7 +40,8 @@ fn bad(what: impl Into<String>) -> StateError {
     StateError(what.into())
 }
 
-const KINDS: [PaymentKind; 3] = [PaymentKind::Transfer, PaymentKind::SplitLeg, PaymentKind::Authorization];
+const KINDS: [PaymentKind; 4] =
+    [PaymentKind::Transfer, PaymentKind::SplitLeg, PaymentKind::Authorization, PaymentKind::CrossBorder];
 const STATES: [PaymentState; 5] =
     [PaymentState::Settled, PaymentState::Open, PaymentState::Captured, PaymentState::Voided, PaymentState::Expired];
 const POLICIES: [SelfTradePrevention; 3] =
@@ -80,6 +86,7 @@ impl Engine {
             .map(|totals| TotalsRow {
                 in_accounts: totals.in_accounts().minor_units(),
                 fees: totals.fees().minor_units(),
+                remainders: totals.remainders().minor_units(),
                 deposited: totals.deposited(),
                 withdrawn: totals.withdrawn(),
             })
@@ -112,6 +119,12 @@ impl Engine {
             review_holds: Vec::new(),
             review_legs: Vec::new(),
             next_hold_id: 1,
+            crossborder: CrossBorderRow {
+                max_hops: self.crossborder.max_hops,
+                quote_ttl_ns: self.crossborder.quote_ttl.as_nanos(),
+                next_quote_id: self.quotes.next_id(),
+            },
+            quotes: self.quotes.sorted().into_iter().map(|(id, quote)| quote_row(id, &quote)).collect(),
         };
         super::risk_state::export(self, &mut state);
         state
@@ -159,7 +172,14 @@ impl Engine {
         let markets = state.markets.iter().map(|row| restore_market(row, &assets)).collect::<Result<Vec<_>, _>>()?;
         let rules = super::risk_state::restore_rules(state, &assets)?;
         let reviews = super::risk_state::restore_reviews(state, &assets, known_account)?;
+        let crossborder = CrossBorderConfig {
+            max_hops: state.crossborder.max_hops,
+            quote_ttl: Timestamp::from_nanos(state.crossborder.quote_ttl_ns),
+        };
+        crossborder.validate().map_err(|error| bad(error.to_string()))?;
+        let quotes = restore_quotes(state, &assets, &markets, known_account)?;
         let mut engine = Engine {
+            route_graph: RouteGraph::new(assets.len(), &markets),
             assets,
             ledger,
             payments,
@@ -171,6 +191,9 @@ impl Engine {
             scratch_slots: Vec::new(),
             rules,
             reviews,
+            crossborder,
+            quotes,
+            scratch_candidates: Vec::with_capacity(64),
             last_seq: state.last_seq.map(Seq::new),
             now: Timestamp::from_nanos(state.now),
         };
@@ -300,7 +323,8 @@ fn restore_ledger(state: &EngineState, assets: &AssetTable, capacity: Capacity) 
         .map(|row| {
             amount(row.in_accounts, "running total")?;
             amount(row.fees, "fee total")?;
-            Ok(AssetTotals::restore(row.in_accounts, row.fees, row.deposited, row.withdrawn))
+            amount(row.remainders, "remainder total")?;
+            Ok(AssetTotals::restore(row.in_accounts, row.fees, row.remainders, row.deposited, row.withdrawn))
         })
         .collect::<Result<Vec<_>, StateError>>()?;
     Ok(Ledger::restore(accounts, totals))
@@ -376,4 +400,73 @@ fn restore_market(row: &MarketRow, assets: &AssetTable) -> Result<Market, StateE
     market.market_seq = row.market_seq;
     market.last_price = row.last_price.and_then(Price::new);
     Ok(market)
+}
+
+fn quote_row(id: QuoteId, quote: &Quote) -> QuoteRow {
+    let mut markets = [0; crate::limits::ROUTE_HOPS_MAX];
+    for (slot, market) in markets.iter_mut().zip(quote.route.markets()) {
+        *slot = market.get();
+    }
+    QuoteRow {
+        id: id.get(),
+        payer: quote.payer.get(),
+        payee: quote.payee.get(),
+        from: quote.from.get(),
+        to: quote.to.get(),
+        hops: quote.route.hops() as u8,
+        markets,
+        send: quote.send.minor_units(),
+        receive: quote.receive.minor_units(),
+        expires_at: quote.expires_at.as_nanos(),
+        used: quote.used,
+    }
+}
+
+fn restore_quotes(
+    state: &EngineState,
+    assets: &AssetTable,
+    markets: &[Market],
+    known_account: impl Fn(u32) -> bool,
+) -> Result<QuoteBook, StateError> {
+    let mut quotes = Vec::with_capacity(state.quotes.len());
+    for row in &state.quotes {
+        let id = row.id;
+        let markets_of_route: Vec<MarketId> = row
+            .markets
+            .get(..usize::from(row.hops))
+            .unwrap_or(&[])
+            .iter()
+            .map(|&market| MarketId::new(market))
+            .collect();
+        let route = Route::new(&markets_of_route)
+            .filter(|route| row.markets[route.hops()..].iter().all(|&market| market == 0))
+            .ok_or_else(|| bad(format!("quote {id} has a route of {} markets", row.hops)))?;
+        let (from, to) = (AssetId::new(row.from), AssetId::new(row.to));
+        let ends_in = route
+            .legs(from, |market| markets.get(market.index()).map(Market::spec))
+            .map(|legs| legs[route.hops() - 1].1);
+        if !assets.contains(from) || ends_in != Some(to) || from == to {
+            return Err(bad(format!("quote {id}: its route does not convert its assets")));
+        }
+        if !known_account(row.payer) || !known_account(row.payee) || row.payer == row.payee {
+            return Err(bad(format!("quote {id} names unknown or equal accounts")));
+        }
+        if row.expires_at <= state.now {
+            return Err(bad(format!("quote {id} expired before the state's time")));
+        }
+        let quote = Quote {
+            payer: AccountId::new(row.payer),
+            payee: AccountId::new(row.payee),
+            from,
+            to,
+            route,
+            send: amount(row.send, "quote send")?,
+            receive: amount(row.receive, "quote receive")?,
+            expires_at: Timestamp::from_nanos(row.expires_at),
+            used: row.used,
+        };
+        quotes.push((QuoteId::new(id), quote));
+    }
+    QuoteBook::restore(state.crossborder.next_quote_id, quotes.into_iter())
+        .ok_or_else(|| bad("a quote id repeats or is not below the next quote id"))
 }

@@ -45,6 +45,7 @@ impl Engine {
         }
         let market = MarketId::new(self.markets.len() as u32);
         self.markets.push(Market::new(spec.clone()));
+        self.route_graph.add(market, spec);
         out.push(Event::MarketAdded { market, base: spec.base, quote: spec.quote });
     }
 

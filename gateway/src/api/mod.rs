@@ -101,6 +101,12 @@ pub fn reject_code(reason: RejectReason) -> &'static str {
         RejectReason::UnknownRuleVersion => "unknown_rule_version",
         RejectReason::UnknownHold => "unknown_hold",
         RejectReason::HoldDecided => "hold_decided",
+        RejectReason::NoRoute => "no_route",
+        RejectReason::InsufficientLiquidity => "insufficient_liquidity",
+        RejectReason::UnknownQuote => "unknown_quote",
+        RejectReason::QuoteExpired => "quote_expired",
+        RejectReason::QuoteUsed => "quote_used",
+        RejectReason::RateMoved => "rate_moved",
     }
 }
 
@@ -146,5 +152,11 @@ pub fn reject_message(reason: RejectReason) -> &'static str {
         RejectReason::UnknownRuleVersion => "no rule set was published with this version",
         RejectReason::UnknownHold => "no payment is held for review under this id",
         RejectReason::HoldDecided => "the hold was already decided the other way",
+        RejectReason::NoRoute => "no chain of markets within the hop limit converts these currencies",
+        RejectReason::InsufficientLiquidity => "no route has the depth to convert this amount",
+        RejectReason::UnknownQuote => "no such quote of this account",
+        RejectReason::QuoteExpired => "the quote has expired",
+        RejectReason::QuoteUsed => "the quote was executed already",
+        RejectReason::RateMoved => "the books moved past the quote or the limit; nothing moved",
     }
 }

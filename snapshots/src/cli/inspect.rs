@@ -41,6 +41,8 @@ struct AssetSummary {
     scale: u32,
     in_accounts: String,
     fees: String,
+    /// The house's remainder account (cross-border rounding and surpluses).
+    remainders: String,
     deposited: String,
     withdrawn: String,
 }
@@ -87,6 +89,7 @@ fn summarize(engine: &Engine, source: String) -> Summary {
             scale: asset.scale(),
             in_accounts: asset.format_amount(totals.in_accounts()),
             fees: asset.format_amount(totals.fees()),
+            remainders: asset.format_amount(totals.remainders()),
             deposited: format_minor(asset, totals.deposited()),
             withdrawn: format_minor(asset, totals.withdrawn()),
         })
@@ -122,14 +125,14 @@ fn print_text(summary: &Summary, out: &mut impl Write) -> Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<12} {:>5} {:>24} {:>24} {:>24} {:>24}",
-        "ASSET", "SCALE", "IN ACCOUNTS", "FEES", "DEPOSITED", "WITHDRAWN"
+        "{:<12} {:>5} {:>24} {:>24} {:>24} {:>24} {:>24}",
+        "ASSET", "SCALE", "IN ACCOUNTS", "FEES", "REMAINDERS", "DEPOSITED", "WITHDRAWN"
     )?;
     for asset in &summary.assets {
         writeln!(
             out,
-            "{:<12} {:>5} {:>24} {:>24} {:>24} {:>24}",
-            asset.code, asset.scale, asset.in_accounts, asset.fees, asset.deposited, asset.withdrawn
+            "{:<12} {:>5} {:>24} {:>24} {:>24} {:>24} {:>24}",
+            asset.code, asset.scale, asset.in_accounts, asset.fees, asset.remainders, asset.deposited, asset.withdrawn
         )?;
     }
     Ok(())

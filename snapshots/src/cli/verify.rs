@@ -364,13 +364,14 @@ fn describe_asset(engine: &Engine, line: &AssetReconciliation) -> String {
     let amount = |minor: u128| format_minor(asset, minor);
     let expected = u128::try_from(line.expected).map_or_else(|_| format!("{} (minor units)", line.expected), amount);
     format!(
-        "{}: deposited {} - withdrawn {} = {expected}; in accounts {} (recomputed {}) + fees {}; held {} (reserved {})",
+        "{}: deposited {} - withdrawn {} = {expected}; in accounts {} (recomputed {}) + fees {} + remainders {}; held {} (reserved {})",
         line.asset,
         amount(line.deposited),
         amount(line.withdrawn),
         amount(line.running_total),
         amount(line.recomputed_total),
         amount(line.fees),
+        amount(line.remainders),
         amount(line.held_recomputed),
         amount(line.held_expected),
     )
