@@ -99,6 +99,15 @@ pub fn server(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io:
             .configure(|config| crate::dashboard::register(config, &dashboard))
             .default_service(web::to(not_found))
     })
+    // Replies are small and latency is the product: without TCP_NODELAY, Nagle holds
+    // a reply back until the client's delayed ACK (tens of ms at low rates).
+    .on_connect(|connection, _| {
+        if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            log::warn!("http: TCP_NODELAY: {error}");
+        }
+    })
     .workers(workers)
     .max_connections(max_connections)
     .disable_signals()

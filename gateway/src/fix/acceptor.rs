@@ -140,6 +140,10 @@ where
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // Each message is small and answered at once: no Nagle delay.
+                        if let Err(error) = stream.set_nodelay(true) {
+                            log::warn!("fix: {peer}: TCP_NODELAY: {error}");
+                        }
                         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
                             log::warn!("fix: {peer}: too many connections awaiting Logon; closed");
                             continue;
