@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bourse_core::config::Config as EngineConfig;
 use bourse_journal::{Durability, JournalConfig};
-use bourse_snapshots::runtime::RuntimeConfig;
+use bourse_snapshots::runtime::{Pipeline, RuntimeConfig};
 use serde::Deserialize;
 
 use crate::fix::config::FixConfig;
@@ -43,6 +43,16 @@ pub enum DurabilityMode {
     Async,
 }
 
+/// How the sequencer (journal) and the engine share threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineMode {
+    /// One thread journals a batch, then applies it: a hand-off fewer per batch.
+    Fused,
+    /// A thread each: journaling the next batch overlaps applying this one.
+    Threads,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
@@ -56,6 +66,8 @@ pub struct ServerSection {
     pub durability: DurabilityMode,
     #[serde(default = "default_batch_window_ms")]
     pub batch_window_ms: u64,
+    #[serde(default = "default_pipeline")]
+    pub pipeline: PipelineMode,
     #[serde(default = "default_snapshot_every_commands")]
     pub snapshot_every_commands: u64,
     #[serde(default = "default_snapshot_every_secs")]
@@ -95,6 +107,9 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_durability() -> DurabilityMode {
     DurabilityMode::Batch
+}
+fn default_pipeline() -> PipelineMode {
+    PipelineMode::Fused
 }
 fn default_batch_window_ms() -> u64 {
     2
@@ -180,8 +195,13 @@ impl ServerConfig {
             DurabilityMode::Batch => Durability::Batch { interval: Duration::from_millis(self.server.batch_window_ms) },
             DurabilityMode::Async => Durability::Async,
         };
+        let pipeline = match self.server.pipeline {
+            PipelineMode::Fused => Pipeline::Fused,
+            PipelineMode::Threads => Pipeline::Threads,
+        };
         RuntimeConfig {
             journal: JournalConfig { durability, ..JournalConfig::default() },
+            pipeline,
             snapshot_every_commands: self.server.snapshot_every_commands,
             snapshot_every: Duration::from_secs(self.server.snapshot_every_secs),
             ..RuntimeConfig::default()

@@ -136,6 +136,9 @@ struct SpawnArgs {
     /// The spawned server's HTTP worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     server_workers: usize,
+    /// The spawned server's pipeline: fused (journal and engine on one thread) or threads.
+    #[arg(long, default_value = "fused")]
+    pipeline: String,
     /// Where the spawned server keeps its configuration and data (default: a temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -181,6 +184,8 @@ struct ConfigArgs {
     durability: String,
     #[arg(long, default_value_t = 0)]
     server_workers: usize,
+    #[arg(long, default_value = "fused")]
+    pipeline: String,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or seconds alone.
@@ -232,6 +237,13 @@ fn check_durability(mode: &str) -> anyhow::Result<String> {
     }
 }
 
+fn check_pipeline(mode: &str) -> anyhow::Result<String> {
+    match mode {
+        "fused" | "threads" => Ok(mode.to_owned()),
+        other => bail!("--pipeline {other}: fused or threads"),
+    }
+}
+
 fn output(args: &LoadArgs, report: &report::Report, measurements: &report::Measurements) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -254,6 +266,7 @@ fn main_run(args: &RunArgs) -> anyhow::Result<bool> {
         Target::Spawn {
             binary: ServerBinary::locate(args.spawn.server_bin.as_deref())?,
             durability: check_durability(&args.spawn.durability)?,
+            pipeline: check_pipeline(&args.spawn.pipeline)?,
             workers: args.spawn.server_workers,
             data_dir: args.spawn.data_dir.clone(),
         }
@@ -280,6 +293,7 @@ fn main_soak(args: &SoakArgs) -> anyhow::Result<bool> {
         kill_every: args.kill_every,
         binary: ServerBinary::locate(args.spawn.server_bin.as_deref())?,
         durability: check_durability(&args.spawn.durability)?,
+        pipeline: check_pipeline(&args.spawn.pipeline)?,
         workers: args.spawn.server_workers,
         data_dir: args.spawn.data_dir.clone(),
     };
@@ -293,13 +307,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Mode::Run(args) => main_run(&args),
         Mode::Soak(args) => main_soak(&args),
-        Mode::Config(args) => check_durability(&args.durability).map(|durability| {
-            print!(
-                "{}",
-                config_text(&ConfigOptions { fix_sessions: args.fix, durability, workers: args.server_workers })
-            );
-            true
-        }),
+        Mode::Config(args) => check_durability(&args.durability)
+            .and_then(|durability| Ok((durability, check_pipeline(&args.pipeline)?)))
+            .map(|(durability, pipeline)| {
+                let options =
+                    ConfigOptions { fix_sessions: args.fix, durability, pipeline, workers: args.server_workers };
+                print!("{}", config_text(&options));
+                true
+            }),
         Mode::Serve(args) => {
             env_logger_init();
             bourse_gateway::server::run(&args).map(|()| true)

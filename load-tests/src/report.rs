@@ -295,7 +295,7 @@ pub(crate) fn text(report: &Report) -> String {
         config.rate,
         config.duration_secs
     );
-    let durability = report.durability.as_deref().map(|mode| format!(" ({mode} durability)")).unwrap_or_default();
+    let durability = report.durability.as_deref().map(|mode| format!(" ({mode})")).unwrap_or_default();
     let _ = writeln!(out, "server: {}{durability}\nmachine: {}", report.server, report.machine);
     let _ = writeln!(
         out,

@@ -50,7 +50,7 @@ pub(crate) struct LoadOptions {
 #[derive(Clone, Debug)]
 pub(crate) enum Target {
     Running { endpoints: Endpoints, credentials: Credentials },
-    Spawn { binary: ServerBinary, durability: String, workers: usize, data_dir: Option<PathBuf> },
+    Spawn { binary: ServerBinary, durability: String, pipeline: String, workers: usize, data_dir: Option<PathBuf> },
 }
 
 /// A server the tool started, with its data directory (a temporary one unless given).
@@ -231,16 +231,20 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
         Target::Running { endpoints, credentials } => {
             (None, *endpoints, credentials.clone(), format!("running server at {}", endpoints.http), None)
         }
-        Target::Spawn { binary, durability, workers, data_dir } => {
-            let config =
-                ConfigOptions { fix_sessions: options.sessions.fix, durability: durability.clone(), workers: *workers };
+        Target::Spawn { binary, durability, pipeline, workers, data_dir } => {
+            let config = ConfigOptions {
+                fix_sessions: options.sessions.fix,
+                durability: durability.clone(),
+                pipeline: pipeline.clone(),
+                workers: *workers,
+            };
             let spawned = spawn(binary, &config, data_dir.as_deref())?;
             let token = spawned.process.admin_token.clone().context("the spawned server printed no admin key")?;
             let credentials =
                 Credentials::from_token(&token).map_err(|reason| anyhow::anyhow!("admin key: {reason}"))?;
             let endpoints = Endpoints { http: spawned.process.http, fix: spawned.process.fix };
             let text = binary.describe();
-            (Some(spawned), endpoints, credentials, text, Some(durability.clone()))
+            (Some(spawned), endpoints, credentials, text, Some(format!("{durability} durability, {pipeline} pipeline")))
         }
     };
     let mut admin = setup::admin_session(&endpoints, &credentials).context("the admin session")?;

@@ -32,6 +32,8 @@ pub(crate) fn fix_comp_id(index: usize) -> String {
 pub(crate) struct ConfigOptions {
     pub(crate) fix_sessions: usize,
     pub(crate) durability: String,
+    /// `fused` or `threads` (`[server] pipeline`).
+    pub(crate) pipeline: String,
     /// actix-web workers (0: the server's default, one per core).
     pub(crate) workers: usize,
 }
@@ -43,6 +45,7 @@ pub(crate) fn config_text(options: &ConfigOptions) -> String {
     let mut text = String::from("# Written by bourse-load: the embedded default engine, rate limits raised, one FIX\n");
     text.push_str("# session per load FIX client (session i trades for account i).\n\n[server]\n");
     let _ = writeln!(text, "durability = \"{}\"", options.durability);
+    let _ = writeln!(text, "pipeline = \"{}\"", options.pipeline);
     text.push_str("rate_per_second = 10000000\nrate_burst = 20000000\n");
     let _ = writeln!(text, "signature_future_ms = {SIGNATURE_FUTURE_MS}");
     if options.workers > 0 {
@@ -250,7 +253,12 @@ mod tests {
 
     #[test]
     fn the_generated_configuration_loads_with_its_fix_sessions_and_limits() {
-        let text = config_text(&ConfigOptions { fix_sessions: 3, durability: "sync".into(), workers: 1 });
+        let text = config_text(&ConfigOptions {
+            fix_sessions: 3,
+            durability: "sync".into(),
+            pipeline: "threads".into(),
+            workers: 1,
+        });
         let config = bourse_gateway::config::ServerConfig::parse(&text, "generated").unwrap();
         assert_eq!(config.fix.sessions.len(), 3);
         assert_eq!(config.fix.sessions[2].accounts, vec![2]);
@@ -258,5 +266,6 @@ mod tests {
         assert_eq!(config.server.rate_per_second, 10_000_000);
         assert_eq!(config.server.workers, 1);
         assert_eq!(config.server.durability, bourse_gateway::config::DurabilityMode::Sync);
+        assert_eq!(config.server.pipeline, bourse_gateway::config::PipelineMode::Threads);
     }
 }

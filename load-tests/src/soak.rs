@@ -50,6 +50,7 @@ pub(crate) struct SoakOptions {
     pub(crate) kill_every: Duration,
     pub(crate) binary: ServerBinary,
     pub(crate) durability: String,
+    pub(crate) pipeline: String,
     pub(crate) workers: usize,
     pub(crate) data_dir: Option<std::path::PathBuf>,
 }
@@ -306,6 +307,7 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
     let config = ConfigOptions {
         fix_sessions: options.sessions.fix,
         durability: soak.durability.clone(),
+        pipeline: soak.pipeline.clone(),
         workers: soak.workers,
     };
     let mut spawned = run::spawn(&soak.binary, &config, soak.data_dir.as_deref())?;
@@ -372,7 +374,7 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
             let context = ReportContext {
                 mode: "soak",
                 server: spawned.binary.describe(),
-                durability: Some(soak.durability.clone()),
+                durability: Some(format!("{} durability, {} pipeline", soak.durability, soak.pipeline)),
                 options: options.clone(),
                 schedule_elapsed: shared.since.elapsed(),
                 server_stopped_cleanly: Some(status.success()),

@@ -13,6 +13,13 @@
 //! the mode), so no output leaves before its command is journaled. The engine thread
 //! does no I/O: a snapshot costs it one `export_state` and one `state_hash` (the
 //! pause, measured), and a separate thread writes the file.
+//!
+//! `Pipeline::Fused` runs the sequencer and the engine on one thread: a batch is
+//! journaled, then applied, then the next batch is taken. It gives up the overlap of
+//! journaling batch N+1 while batch N is applied, and saves a hand-off (a wake-up and
+//! a context switch) per batch: the better trade where cores are few (DESIGN §3
+//! assumes a core per stage). Everything else (write-ahead, snapshots, checkpoints,
+//! shutdown) is the same code.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -51,9 +58,21 @@ const PREFETCH_DISTANCE: usize = 8;
 /// flight at a time makes two at once the most there ever are).
 const CONTROL_CAPACITY: usize = 16;
 
+/// How the sequencer and the engine share threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Pipeline {
+    /// A thread each, a bounded queue between: the journal of the next batch overlaps
+    /// the engine's work on this one.
+    #[default]
+    Threads,
+    /// One thread journals a batch and then applies it: one hand-off fewer per batch.
+    Fused,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct RuntimeConfig {
     pub journal: JournalConfig,
+    pub pipeline: Pipeline,
     /// Submissions waiting for the sequencer, at most.
     pub queue_capacity: usize,
     /// Commands per journal batch, at most.
@@ -71,6 +90,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             journal: JournalConfig::default(),
+            pipeline: Pipeline::Threads,
             queue_capacity: 65_536,
             batch_max: 4_096,
             snapshot_every_commands: 1_000_000,
@@ -237,13 +257,21 @@ impl Runtime {
         let stats = Arc::new(RuntimeStats::default());
         let (to_sequencer, from_submitters) = bounded(config.queue_capacity);
         let (to_control, control) = bounded(CONTROL_CAPACITY);
-        let (to_engine, from_sequencer) = bounded(64);
         let (to_writer, from_engine) = bounded::<Option<Snapshot>>(2);
         let mut threads = Vec::new();
-        let sequencer = Sequencer { writer, config, stats: stats.clone(), to_engine, last_timestamp: engine.now() };
-        threads.push(spawn("bourse-sequencer", move || sequencer.run(&from_submitters, &control)));
-        let engine_loop = EngineLoop { engine, config, stats: stats.clone(), output, to_writer };
-        threads.push(spawn("bourse-engine", move || engine_loop.run(&from_sequencer)));
+        let last_timestamp = engine.now();
+        let engine_loop = EngineLoop::new(engine, config, stats.clone(), output, to_writer);
+        let downstream = match config.pipeline {
+            Pipeline::Threads => {
+                let (to_engine, from_sequencer) = bounded(64);
+                threads.push(spawn("bourse-engine", move || engine_loop.run(&from_sequencer)));
+                Downstream::Thread(to_engine)
+            }
+            Pipeline::Fused => Downstream::Inline(Some(Box::new(engine_loop))),
+        };
+        let sequencer = Sequencer { writer, config, stats: stats.clone(), engine: downstream, last_timestamp };
+        let name = if config.pipeline == Pipeline::Fused { "bourse-core" } else { "bourse-sequencer" };
+        threads.push(spawn(name, move || sequencer.run(&from_submitters, &control)));
         let snapshots = stores.snapshots.clone();
         let (checkpoints, writer_stats) = (to_control, stats.clone());
         threads.push(spawn("bourse-snapshots", move || {
@@ -296,8 +324,43 @@ struct Sequencer {
     writer: JournalWriter,
     config: RuntimeConfig,
     stats: Arc<RuntimeStats>,
-    to_engine: Sender<ToEngine>,
+    engine: Downstream,
     last_timestamp: Timestamp,
+}
+
+/// Where the sequencer hands journaled batches.
+enum Downstream {
+    /// The engine thread (`Pipeline::Threads`).
+    Thread(Sender<ToEngine>),
+    /// The engine itself, on this thread (`Pipeline::Fused`); `None` once stopped.
+    Inline(Option<Box<EngineLoop>>),
+}
+
+impl Downstream {
+    /// Applies `batch` (fused) or hands it over; false when the engine is gone.
+    fn batch(&mut self, batch: Vec<(SequencedCommand, Token)>) -> bool {
+        match self {
+            Downstream::Thread(to_engine) => to_engine.send(ToEngine::Batch(batch)).is_ok(),
+            Downstream::Inline(engine) => engine.as_mut().is_some_and(|engine| {
+                engine.apply_batch(&batch);
+                true
+            }),
+        }
+    }
+
+    /// Nothing more comes: the engine takes its final snapshot.
+    fn stop(&mut self) {
+        match self {
+            Downstream::Thread(to_engine) => {
+                let _ = to_engine.send(ToEngine::Stop);
+            }
+            Downstream::Inline(engine) => {
+                if let Some(engine) = engine.take() {
+                    engine.finish();
+                }
+            }
+        }
+    }
 }
 
 impl Sequencer {
@@ -353,7 +416,7 @@ impl Sequencer {
                     }
                     Err(failure) => {
                         error!("journal sync failed, the runtime stops: {failure}");
-                        let _ = self.to_engine.send(ToEngine::Stop);
+                        self.engine.stop();
                         return;
                     }
                 }
@@ -365,7 +428,7 @@ impl Sequencer {
             }
             Err(error) => error!("journal: final sync failed: {error}"),
         }
-        let _ = self.to_engine.send(ToEngine::Stop);
+        self.engine.stop();
     }
 
     fn stamp(&mut self) -> Timestamp {
@@ -391,7 +454,7 @@ impl Sequencer {
             Err(failure) => {
                 // Nothing after this point is acknowledged; stop so that clients see it.
                 error!("journal append failed, the runtime stops: {failure}");
-                let _ = self.to_engine.send(ToEngine::Stop);
+                self.engine.stop();
                 None
             }
         }
@@ -409,13 +472,13 @@ impl Sequencer {
             }
             Err(failure) => {
                 error!("journal commit failed, the runtime stops: {failure}");
-                let _ = self.to_engine.send(ToEngine::Stop);
+                self.engine.stop();
                 return false;
             }
         }
         self.stats.commands.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        batch.is_empty() || self.to_engine.send(ToEngine::Batch(batch)).is_ok()
+        batch.is_empty() || self.engine.batch(batch)
     }
 }
 
@@ -425,49 +488,76 @@ struct EngineLoop {
     stats: Arc<RuntimeStats>,
     output: Sender<AppliedBatch>,
     to_writer: Sender<Option<Snapshot>>,
+    since_snapshot: u64,
+    last_snapshot: Instant,
+    /// The sequence of the last snapshot handed to the writer (or recovered from):
+    /// the final snapshot is taken unless it is already the last command's.
+    snapshotted: Option<Seq>,
 }
 
 impl EngineLoop {
+    fn new(
+        engine: Engine,
+        config: RuntimeConfig,
+        stats: Arc<RuntimeStats>,
+        output: Sender<AppliedBatch>,
+        to_writer: Sender<Option<Snapshot>>,
+    ) -> Self {
+        let snapshotted = engine.last_seq();
+        Self { engine, config, stats, output, to_writer, since_snapshot: 0, last_snapshot: Instant::now(), snapshotted }
+    }
+
+    /// The engine thread (`Pipeline::Threads`).
     fn run(mut self, from_sequencer: &Receiver<ToEngine>) {
-        let mut since_snapshot = 0_u64;
-        let mut last_snapshot = Instant::now();
         while let Ok(ToEngine::Batch(batch)) = from_sequencer.recv() {
-            let started = Instant::now();
-            let mut output = AppliedBatch {
-                items: Vec::with_capacity(batch.len()),
-                events: Vec::with_capacity(batch.len() * 4),
-                apply_ns: 0,
-            };
-            for (index, (command, token)) in batch.iter().enumerate() {
-                if let Some((ahead, _)) = batch.get(index + PREFETCH_DISTANCE) {
-                    self.engine.prefetch(ahead);
-                }
-                let start = output.events.len();
-                self.engine.apply(command, &mut output.events);
-                output.items.push(Applied {
-                    seq: command.seq,
-                    timestamp: command.timestamp,
-                    token: *token,
-                    kind: command.command.kind(),
-                    events: start..output.events.len(),
-                });
-            }
-            output.apply_ns = started.elapsed().as_nanos() as u64;
-            self.stats.engine_apply_ns_total.fetch_add(output.apply_ns, Ordering::Relaxed);
-            since_snapshot += batch.len() as u64;
-            if self.output.send(output).is_err() {
-                info!("runtime output closed");
-            }
-            if since_snapshot >= self.config.snapshot_every_commands
-                || last_snapshot.elapsed() >= self.config.snapshot_every
-            {
-                self.snapshot(false);
-                since_snapshot = 0;
-                last_snapshot = Instant::now();
-            }
+            self.apply_batch(&batch);
         }
-        // Stopping: a final snapshot of everything applied, then let the writer finish.
-        if since_snapshot > 0 {
+        self.finish();
+    }
+
+    /// Applies a journaled batch, hands its output on, and takes a snapshot when one
+    /// is due.
+    fn apply_batch(&mut self, batch: &[(SequencedCommand, Token)]) {
+        let started = Instant::now();
+        let mut output = AppliedBatch {
+            items: Vec::with_capacity(batch.len()),
+            events: Vec::with_capacity(batch.len() * 4),
+            apply_ns: 0,
+        };
+        for (index, (command, token)) in batch.iter().enumerate() {
+            if let Some((ahead, _)) = batch.get(index + PREFETCH_DISTANCE) {
+                self.engine.prefetch(ahead);
+            }
+            let start = output.events.len();
+            self.engine.apply(command, &mut output.events);
+            output.items.push(Applied {
+                seq: command.seq,
+                timestamp: command.timestamp,
+                token: *token,
+                kind: command.command.kind(),
+                events: start..output.events.len(),
+            });
+        }
+        output.apply_ns = started.elapsed().as_nanos() as u64;
+        self.stats.engine_apply_ns_total.fetch_add(output.apply_ns, Ordering::Relaxed);
+        self.since_snapshot += batch.len() as u64;
+        if self.output.send(output).is_err() {
+            info!("runtime output closed");
+        }
+        if self.since_snapshot >= self.config.snapshot_every_commands
+            || self.last_snapshot.elapsed() >= self.config.snapshot_every
+        {
+            self.snapshot(false);
+            self.since_snapshot = 0;
+            self.last_snapshot = Instant::now();
+        }
+    }
+
+    /// Stopping: a final snapshot of everything applied, then let the writer finish.
+    fn finish(mut self) {
+        // Not `since_snapshot > 0`: a periodic snapshot skipped (the writer busy) at the
+        // very last batch reset it, and the end would have gone unsnapshotted.
+        if self.engine.last_seq() != self.snapshotted {
             self.snapshot(true);
         }
         let _ = self.to_writer.send(None);
@@ -483,10 +573,15 @@ impl EngineLoop {
         self.stats.snapshot_pause_ns_last.store(pause, Ordering::Relaxed);
         self.stats.snapshot_pause_ns_max.fetch_max(pause, Ordering::Relaxed);
         let snapshot = Some(Snapshot { seq, hash, state });
-        if last {
-            let _ = self.to_writer.send(snapshot);
-        } else if self.to_writer.try_send(snapshot).is_err() {
+        let handed = if last {
+            self.to_writer.send(snapshot).is_ok()
+        } else {
             // The engine never waits for the disk: a busy writer means this one is skipped.
+            self.to_writer.try_send(snapshot).is_ok()
+        };
+        if handed {
+            self.snapshotted = Some(seq);
+        } else {
             self.stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
             log::warn!("snapshot at sequence {} skipped: the previous one is still being written", seq.get());
         }

@@ -7,6 +7,8 @@
 //! printing `ACK <seq> <token>` for every command whose output came back. The parent
 //! reads those lines and kills the child with SIGKILL after a seeded, random number of
 //! them, five times on the same directory; a sixth child runs the load to the end.
+//! Rounds alternate the runtime's pipeline (a thread each for sequencer and engine,
+//! then both on one thread).
 //! After every round the parent recovers in-process and checks that every
 //! acknowledged command is in the journal, is the command submitted with its token,
 //! and is at or below the recovered engine's last sequence; that the journal holds
@@ -31,13 +33,15 @@ use bourse_core::{Capacity, Engine};
 use bourse_journal::codec::decode_command;
 use bourse_journal::record::KIND_CHECKPOINT;
 use bourse_journal::{Durability, JournalConfig, JournalError, Storage, read_from};
-use bourse_snapshots::runtime::TOKEN_INTERNAL;
+use bourse_snapshots::runtime::{Pipeline, TOKEN_INTERNAL};
 use bourse_snapshots::{Recovered, Runtime, RuntimeConfig, list_snapshots, open_data_dir, recover};
 use crossbeam_channel::{RecvTimeoutError, unbounded};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const CHILD_DIR: &str = "BOURSE_CRASH_CHILD_DIR";
+/// `fused` or `threads`: the child's `Pipeline`.
+const CHILD_PIPELINE: &str = "BOURSE_CRASH_CHILD_PIPELINE";
 /// Commands in the whole load, across every child.
 const LOAD_COMMANDS: u64 = 20_000;
 /// Commands a child has submitted and not yet acknowledged, at most.
@@ -69,8 +73,11 @@ fn config() -> Config {
     Config::from_toml_str(CONFIG).unwrap()
 }
 
-fn runtime_config() -> RuntimeConfig {
+/// Odd rounds run the fused pipeline (sequencer and engine on one thread), even
+/// rounds a thread each: recovery must not care which wrote the journal.
+fn runtime_config(pipeline: Pipeline) -> RuntimeConfig {
     RuntimeConfig {
+        pipeline,
         // Barely above the largest record, so the journal rolls every ~1,400 records.
         journal: JournalConfig { segment_bytes: 66 * 1024, durability: Durability::Sync },
         queue_capacity: 1_024,
@@ -185,7 +192,13 @@ fn run_child(dir: &Path) {
     let recovered = recover(&stores, &config(), Capacity::default(), true, |_| {}).unwrap();
     let next = journal_commands(&stores.journal).len() as u64;
     let (sender, output) = unbounded();
-    let runtime = Runtime::start(&stores, runtime_config(), recovered.engine, &recovered.journal, sender).unwrap();
+    let pipeline = if std::env::var(CHILD_PIPELINE).is_ok_and(|name| name == "fused") {
+        Pipeline::Fused
+    } else {
+        Pipeline::Threads
+    };
+    let runtime =
+        Runtime::start(&stores, runtime_config(pipeline), recovered.engine, &recovered.journal, sender).unwrap();
     let submitter = runtime.submitter();
     // At most `IN_FLIGHT` commands submitted and not yet acknowledged: the journal
     // never runs far ahead of what the parent has been told.
@@ -236,10 +249,11 @@ struct Round {
 
 /// Runs a child on `dir`; kills it (SIGKILL) once it has acknowledged `kill_after`
 /// commands, if given. Every wait is bounded.
-fn run_round(dir: &Path, kill_after: Option<usize>) -> Round {
+fn run_round(dir: &Path, kill_after: Option<usize>, pipeline: Pipeline) -> Round {
     let mut child = Process::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
+        .env(CHILD_PIPELINE, if pipeline == Pipeline::Fused { "fused" } else { "threads" })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -344,7 +358,8 @@ fn sigkill_mid_load_loses_no_acknowledged_command() {
     let mut finished = None;
     for round_index in 0..=KILLS {
         let kill_after = (round_index < KILLS).then(|| rng.random_range(200..=1_200));
-        let round = run_round(dir.path(), kill_after);
+        let pipeline = if round_index % 2 == 1 { Pipeline::Fused } else { Pipeline::Threads };
+        let round = run_round(dir.path(), kill_after, pipeline);
         let recovered = check_after(dir.path(), &round, &acknowledged, journaled);
         acknowledged.extend(&round.acknowledged);
         journaled = journal_commands(&open_data_dir(dir.path()).unwrap().journal).len();
@@ -369,7 +384,7 @@ fn sigkill_mid_load_loses_no_acknowledged_command() {
     let stores = open_data_dir(dir.path()).unwrap();
     let recovered = recover(&stores, &config(), Capacity::default(), false, |_| {}).unwrap();
     assert!(recovered.journal.segments.len() > 3, "the journal rolled: {:?}", recovered.journal.segments.len());
-    assert!(list_snapshots(&stores.snapshots).unwrap().len() <= runtime_config().snapshots_kept);
+    assert!(list_snapshots(&stores.snapshots).unwrap().len() <= runtime_config(Pipeline::Threads).snapshots_kept);
     if last_start < Some(LOAD_COMMANDS) {
         // A clean shutdown after work leaves a snapshot of the very end.
         assert_eq!(recovered.replayed, 0);

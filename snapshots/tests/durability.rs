@@ -41,7 +41,7 @@ use bourse_journal::{
     Durability, Faults, FileStorage, JournalConfig, JournalError, JournalWriter, MemStorage, Storage, open_and_check,
     read_from,
 };
-use bourse_snapshots::runtime::TOKEN_INTERNAL;
+use bourse_snapshots::runtime::{Pipeline, TOKEN_INTERNAL};
 use bourse_snapshots::snapshot::{parse_snapshot_name, snapshot_name};
 use bourse_snapshots::{
     AppliedBatch, DataStores, RecoveryError, Runtime, RuntimeConfig, Token, list_snapshots, load_newest, load_snapshot,
@@ -1026,9 +1026,22 @@ fn a_read_only_recovery_of_a_torn_journal_stops_at_the_tear() {
 // 4. The runtime.
 // ---------------------------------------------------------------------------------
 
+thread_local! {
+    /// The pipeline `runtime_config` gives this test thread: every runtime test runs
+    /// twice, as written (a thread each for sequencer and engine) and under `fused`.
+    static PIPELINE: std::cell::Cell<Pipeline> = const { std::cell::Cell::new(Pipeline::Threads) };
+}
+
+/// Runs `test` with the sequencer and the engine on one thread.
+fn fused(test: fn()) {
+    PIPELINE.with(|pipeline| pipeline.set(Pipeline::Fused));
+    test();
+}
+
 fn runtime_config(durability: Durability, snapshot_every_commands: u64) -> RuntimeConfig {
     RuntimeConfig {
         journal: journal_config(durability),
+        pipeline: PIPELINE.with(std::cell::Cell::get),
         queue_capacity: 256,
         batch_max: 16,
         snapshot_every_commands,
@@ -1540,4 +1553,49 @@ fn a_power_cut_in_batch_mode_never_leaves_the_snapshot_ahead_of_the_journal() {
         "recovered engine ahead of the journal (seed, snapshot, journal end): {ahead:?}; the next command would be \
          numbered at or below the snapshot's sequence"
     );
+}
+
+// The same runtime tests with `Pipeline::Fused`.
+mod fused_pipeline {
+    use super::fused;
+
+    #[test]
+    fn the_runtime_returns_every_token_once_in_order_and_snapshots_at_shutdown() {
+        fused(super::the_runtime_returns_every_token_once_in_order_and_snapshots_at_shutdown);
+    }
+
+    #[test]
+    fn the_runtime_snapshots_every_n_commands_and_restarts_where_it_stopped() {
+        fused(super::the_runtime_snapshots_every_n_commands_and_restarts_where_it_stopped);
+    }
+
+    #[test]
+    fn every_snapshot_is_followed_by_its_checkpoint_even_under_a_full_queue() {
+        fused(super::every_snapshot_is_followed_by_its_checkpoint_even_under_a_full_queue);
+    }
+
+    #[test]
+    fn a_power_cut_in_sync_mode_loses_no_acknowledged_command() {
+        fused(super::a_power_cut_in_sync_mode_loses_no_acknowledged_command);
+    }
+
+    #[test]
+    fn a_failed_sync_then_a_power_cut_keeps_every_acknowledged_command() {
+        fused(super::a_failed_sync_then_a_power_cut_keeps_every_acknowledged_command);
+    }
+
+    #[test]
+    fn a_snapshot_past_the_end_of_the_journal_is_refused_or_usable() {
+        fused(super::a_snapshot_past_the_end_of_the_journal_is_refused_or_usable);
+    }
+
+    #[test]
+    fn an_idle_runtime_journals_ticks_that_recover_like_commands() {
+        fused(super::an_idle_runtime_journals_ticks_that_recover_like_commands);
+    }
+
+    #[test]
+    fn a_power_cut_in_batch_mode_never_leaves_the_snapshot_ahead_of_the_journal() {
+        fused(super::a_power_cut_in_batch_mode_never_leaves_the_snapshot_ahead_of_the_journal);
+    }
 }

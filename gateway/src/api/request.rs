@@ -523,7 +523,9 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
                 (None, Some(text)) => bourse_core::rules::RuleSet::from_toml_str(&text)
                     .map_err(|error| invalid(format!("rules_toml: {error}")))?,
                 _ => {
-                    return Err(invalid("give the rule set as `rules` (JSON) or `rules_toml` (TOML text), one of them"));
+                    return Err(invalid(
+                        "give the rule set as `rules` (JSON) or `rules_toml` (TOML text), one of them",
+                    ));
                 }
             };
             command(Command::PublishRules(bourse_core::command::PublishRules { rules }), None, Permission::Admin)
