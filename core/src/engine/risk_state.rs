@@ -148,6 +148,44 @@ fn crossborder_row(id: HoldId, payment: &HeldPayment) -> Option<ReviewCrossBorde
     }
 }
 
+/// What a hold's rows say it will do if approved (its split legs and cross-border
+/// terms already matched to it).
+fn held_payment(
+    row: &ReviewHoldRow,
+    legs: Vec<SplitLeg>,
+    terms: Option<&ReviewCrossBorderRow>,
+    (assets, markets, state): (&AssetTable, &[Market], &EngineState),
+    known_account: &impl Fn(u32) -> bool,
+) -> Result<HeldPayment, String> {
+    let payee = AccountId::new(row.payee);
+    Ok(match (row.kind, terms) {
+        (0 | 1 | 4 | 5, _) if !known_account(row.payee) || row.payee == row.payer => {
+            return Err("unknown payee".to_owned());
+        }
+        (0, _) => HeldPayment::Transfer { payee },
+        (1, _) => HeldPayment::Authorize { payee, expires_at: Timestamp::from_nanos(row.expires_at) },
+        (2, _) if (1..=SPLIT_LEGS_MAX).contains(&legs.len()) => HeldPayment::Split { legs },
+        (3, _) => HeldPayment::Withdraw { reference: Reference::new(&row.reference).ok_or("reference")? },
+        (4 | 5, Some(terms)) if assets.contains(AssetId::new(terms.to)) => {
+            held_crossborder(row, terms, markets, state.crossborder.next_quote_id)?
+        }
+        _ => return Err("kind, legs or assets".to_owned()),
+    })
+}
+
+/// A hold's decision from its row: `None` while pending.
+fn decision_of(row: &ReviewHoldRow) -> Result<Option<Decision>, &'static str> {
+    match row.decision {
+        0 => Ok(None),
+        1 | 2 => Ok(Some(Decision {
+            approve: row.decision == 1,
+            at: Timestamp::from_nanos(row.decided_at),
+            outcome: Outcome::from_code(row.outcome, row.outcome_value).ok_or("outcome")?,
+        })),
+        _ => Err("decision"),
+    }
+}
+
 /// A held cross-border payment (kind 4) or quote execution (kind 5) from its rows.
 fn held_crossborder(
     row: &ReviewHoldRow,
@@ -300,32 +338,9 @@ pub(super) fn restore_reviews(
         if matches!(row.kind, 4 | 5) != terms.is_some() {
             return Err(what("cross-border terms that do not belong to it"));
         }
-        let payee = AccountId::new(row.payee);
-        let payment = match (row.kind, terms) {
-            (0 | 1 | 4 | 5, _) if !known_account(row.payee) || row.payee == row.payer => {
-                return Err(what("unknown payee"));
-            }
-            (0, _) => HeldPayment::Transfer { payee },
-            (1, _) => HeldPayment::Authorize { payee, expires_at: Timestamp::from_nanos(row.expires_at) },
-            (2, _) if (1..=SPLIT_LEGS_MAX).contains(&held_legs.len()) => HeldPayment::Split { legs: held_legs },
-            (3, _) => {
-                HeldPayment::Withdraw { reference: Reference::new(&row.reference).ok_or_else(|| what("reference"))? }
-            }
-            (4 | 5, Some(terms)) if assets.contains(AssetId::new(terms.to)) => {
-                held_crossborder(row, terms, markets, state.crossborder.next_quote_id)
-                    .map_err(|problem| what(&problem))?
-            }
-            _ => return Err(what("kind, legs or assets")),
-        };
-        let decision = match row.decision {
-            0 => None,
-            1 | 2 => Some(Decision {
-                approve: row.decision == 1,
-                at: Timestamp::from_nanos(row.decided_at),
-                outcome: Outcome::from_code(row.outcome, row.outcome_value).ok_or_else(|| what("outcome"))?,
-            }),
-            _ => return Err(what("decision")),
-        };
+        let payment = held_payment(row, held_legs, terms, (assets, markets, state), &known_account)
+            .map_err(|problem| what(&problem))?;
+        let decision = decision_of(row).map_err(what)?;
         let version = RuleVersion::new(row.version);
         let created_at = Timestamp::from_nanos(row.created_at);
         holds.insert(
