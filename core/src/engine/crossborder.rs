@@ -38,6 +38,10 @@
 //! - `PayCrossBorder` under `MinReceive`: what the plan needs now. The hold is then
 //!   the payment's send limit too.
 //!
+//! The rules are asked on what the plan sends now; what is held counts in the day's
+//! outflow (and as one payment) while it waits, like any held payment, so a `MaxSend`
+//! hold counts up to its limit until the decision gives back what was not sent.
+//!
 //! Approval plans again on the books of the decision (`plan_held_payment`,
 //! `plan_held_quote`), under the original protection: the quote's exact amounts on its
 //! route until its expiry (after it, `QuoteExpired`), or the route choice of a
