@@ -44,6 +44,8 @@ pub struct EngineState {
     pub review_holds: Vec<ReviewHoldRow>,
     /// The legs of held split payments, by hold then leg order.
     pub review_legs: Vec<ReviewLegRow>,
+    /// The terms of held cross-border payments and quote executions, by hold.
+    pub review_crossborder: Vec<ReviewCrossBorderRow>,
     pub next_hold_id: u64,
     pub crossborder: CrossBorderRow,
     /// Quotes kept (open or executed, not yet expired), by id.
@@ -85,14 +87,16 @@ pub struct RiskPaymentTimeRow {
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct ReviewHoldRow {
     pub id: u64,
-    /// 0 transfer, 1 authorization, 2 split payment, 3 withdrawal.
+    /// 0 transfer, 1 authorization, 2 split payment, 3 withdrawal, 4 cross-border
+    /// payment, 5 quote execution (4 and 5 have a `ReviewCrossBorderRow`).
     pub kind: u8,
     pub payer: u32,
-    /// The payee of a transfer or authorization (else 0).
+    /// The payee of a transfer, authorization, cross-border payment or quote (else 0).
     pub payee: u32,
+    /// What is held: the source asset of a cross-border payment or quote.
     pub asset: u16,
     pub amount: u64,
-    /// An authorization's expiry (else 0).
+    /// An authorization's or a held quote's expiry (else 0).
     pub expires_at: u64,
     /// A withdrawal's reference (else empty).
     pub reference: String,
@@ -111,6 +115,28 @@ pub struct ReviewLegRow {
     pub hold: u64,
     pub payee: u32,
     pub amount: u64,
+}
+
+/// What a held cross-border payment (hold kind 4) or quote execution (kind 5) needs to
+/// be made at the decision, beside its `ReviewHoldRow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ReviewCrossBorderRow {
+    pub hold: u64,
+    /// The asset the payee receives.
+    pub to: u16,
+    /// Kind 4: the command's amount and limit, as `CrossBorderAmount::code` and
+    /// `RateLimit::code`, and its hop limit (else zeros).
+    pub amount_mode: u8,
+    pub amount: u64,
+    pub limit_mode: u8,
+    pub limit: u64,
+    pub max_hops: u8,
+    /// Kind 5: the quote's id, its route (markets first leg first, `markets[hops..]`
+    /// zero) and what the payee receives (else zeros).
+    pub quote: u64,
+    pub hops: u8,
+    pub markets: [u32; crate::limits::ROUTE_HOPS_MAX],
+    pub receive: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]

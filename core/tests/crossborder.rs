@@ -23,18 +23,22 @@ use bourse_core::Engine;
 use bourse_core::asset::{Asset, AssetCode, AssetTable};
 use bourse_core::book::{MarketId, Price, Qty, Side, TimeInForce};
 use bourse_core::command::{
-    Command, CrossBorderAmount, Deposit, ExecuteQuote, FreezeAccount, OpenAccount, OrderSize, PayCrossBorder,
-    PlaceOrder, QuotePayment, RateLimit, Refund, SequencedCommand,
+    ActivateRules, Command, CommandKind, CrossBorderAmount, Deposit, ExecuteQuote, FreezeAccount, OpenAccount,
+    OrderSize, PayCrossBorder, PlaceOrder, PublishRules, QuotePayment, RateLimit, Refund, ReviewDecision,
+    RollbackRules, SequencedCommand, Transfer, UnfreezeAccount, Withdraw,
 };
 use bourse_core::config::{Config, CrossBorderConfig};
 use bourse_core::event::{Event, Outcome, RejectReason};
 use bourse_core::ids::{
-    AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, QuoteId, Reference, Seq, Timestamp,
+    AccountId, AssetId, HoldId, IdempotencyKey, KycTier, OwnerId, PaymentId, QuoteId, Reference, RuleVersion, Seq,
+    Timestamp,
 };
 use bourse_core::limits::NANOS_PER_SECOND;
 use bourse_core::market::{FeeRate, FeeSchedule, MarketSpec};
 use bourse_core::money::Amount;
 use bourse_core::route::Route;
+use bourse_core::rules::{RuleKind, RuleSet};
+use bourse_core::state::EngineState;
 use proptest::prelude::*;
 
 const CONFIG: &str = r#"
@@ -970,6 +974,544 @@ fn the_configured_defaults_are_engine_state() {
     let rebuilt = Engine::from_state(&world.engine.export_state(), bourse_core::Capacity::default()).expect("valid");
     assert_eq!(rebuilt.crossborder_defaults().max_hops, 1);
     assert_eq!(rebuilt.crossborder_defaults().quote_ttl, Timestamp::from_nanos(NANOS_PER_SECOND));
+}
+
+// ---------------------------------------------------------------------------------
+// Risk rules and review on cross-border payments.
+// ---------------------------------------------------------------------------------
+
+/// Publishes `toml` and makes it the fully active rule version.
+fn rules(world: &mut World, toml: &str) -> RuleVersion {
+    let rules = RuleSet::from_toml_str(toml).expect("valid rules");
+    let version = match world.apply(Command::PublishRules(PublishRules { rules }))[..] {
+        [Event::RulesPublished { version }] => version,
+        ref events => panic!("rules not published: {events:?}"),
+    };
+    let events = world.apply(Command::ActivateRules(ActivateRules { version, share_bps: 10_000 }));
+    assert_eq!(events, [Event::RulesActivated { version, share_bps: 10_000 }]);
+    version
+}
+
+/// The state rows without what every command changes (its sequence number and time)
+/// and the idempotency memory.
+fn rows_but_clock_and_keys(engine: &Engine) -> EngineState {
+    let mut state = engine.export_state();
+    (state.last_seq, state.now) = (None, 0);
+    state.idempotency.clear();
+    state
+}
+
+/// Applies `command`, which must be refused, and checks that it changed nothing but
+/// the command clock and, for a keyed command, one idempotency entry remembering
+/// `reason`: every row is as before, and the state hash with the old clock and keys put
+/// back is the old hash.
+fn refused(world: &mut World, command: Command, reason: RejectReason) -> Vec<Event> {
+    let keyed = !matches!(command, Command::QuotePayment(_) | Command::ReviewDecision(_));
+    let (before, hash_before) = (world.engine.export_state(), world.engine.state_hash());
+    let rows_before = rows_but_clock_and_keys(&world.engine);
+    let events = world.apply(command);
+    assert_eq!(rejection(&events), Some(reason), "{events:?}");
+    assert_eq!(rows_but_clock_and_keys(&world.engine), rows_before, "a refusal moved something: {events:?}");
+    let mut after = world.engine.export_state();
+    let (kept, new) = after.idempotency.split_at(before.idempotency.len());
+    assert_eq!(kept, &before.idempotency[..]);
+    let remembered: Vec<(u8, u64)> = new.iter().map(|row| (row.outcome, row.value)).collect();
+    assert_eq!(remembered, if keyed { vec![(2, reason as u64)] } else { vec![] });
+    (after.last_seq, after.now, after.idempotency) = (before.last_seq, before.now, before.idempotency);
+    let restored = Engine::from_state(&after, bourse_core::Capacity::default()).expect("a valid state");
+    assert_eq!(restored.state_hash(), hash_before, "the state hash moved with the refusal");
+    events
+}
+
+fn assert_violated(events: &[Event], kind: CommandKind, account: AccountId, rule: RuleKind, version: RuleVersion) {
+    let reason = RejectReason::RuleViolation;
+    assert_eq!(events, [Event::RuleViolated { kind, account, rule, version }, Event::Rejected { kind, reason }]);
+}
+
+/// A payment of `eur` minor units of EUR into USD from `by` to `payee` (one hop: EUR/USD
+/// bids at 108, where whole lots make the payer send exactly `eur` when it is a whole
+/// number of euros), as a command of `kind`; an `ExecuteQuote` is quoted first.
+fn eur_to_usd(world: &mut World, kind: CommandKind, by: AccountId, payee: AccountId, eur: u64) -> Command {
+    let key = world.key();
+    match kind {
+        CommandKind::PayCrossBorder => Command::PayCrossBorder(PayCrossBorder {
+            by,
+            key,
+            payee,
+            from: EUR,
+            to: USD,
+            amount: send(eur),
+            limit: RateLimit::MinReceive(amount(1)),
+            max_hops: None,
+        }),
+        CommandKind::ExecuteQuote => {
+            let quote = quoted(&world.quote(by, payee, EUR, USD, send(eur))).0;
+            Command::ExecuteQuote(ExecuteQuote { by, key, quote })
+        }
+        _ => unreachable!("a cross-border payment"),
+    }
+}
+
+fn outflow_today(world: &World, account: AccountId, asset: AssetId) -> u64 {
+    let now = Timestamp::from_nanos(world.now);
+    world.engine.account(account).expect("open").risk().map_or(0, |risk| risk.outflow_on(now, asset).minor_units())
+}
+
+fn held(world: &World, account: AccountId, asset: AssetId) -> u64 {
+    world.engine.balance(account, asset).expect("open").held().minor_units()
+}
+
+fn hold_of(events: &[Event]) -> HoldId {
+    match events.first() {
+        Some(&Event::HeldForReview { hold, .. }) => hold,
+        _ => panic!("not held for review: {events:?}"),
+    }
+}
+
+fn decide(world: &mut World, hold: HoldId, approve: bool) -> Vec<Event> {
+    world.apply(Command::ReviewDecision(ReviewDecision { hold, approve }))
+}
+
+/// Every payment rule, at its limit and one past it, on a cross-border command of
+/// `kind`, sending EUR (the payer's rules are in EUR; the payees hold none).
+fn check_every_rule_on(kind: CommandKind) {
+    let (mut world, payer, payee, _) = two_hop_world();
+    let (shunned, shunning) = (world.open(0), world.open(0));
+    // Made (quoted) before the rules: the rules decide at execution.
+    let to_shunned = eur_to_usd(&mut world, kind, payer, shunned, 1_000);
+    let to_shunning = eur_to_usd(&mut world, kind, payer, shunning, 1_000);
+    let v1 = rules(
+        &mut world,
+        &format!(
+            "[tiers.0]\nmax_single_payment = {{ EUR = \"500.00\" }}\npayments_per_minute = 3\n\
+             daily_outflow = {{ EUR = \"1200.00\" }}\n\
+             [accounts.{payer}]\nblocked_counterparties = [{shunned}]\n\
+             [accounts.{shunning}]\nblocked_counterparties = [{payer}]"
+        ),
+    );
+    let violation = RejectReason::RuleViolation;
+    // Blocked counterparty, both ways: by the payer's rules, and by the payee's.
+    let events = refused(&mut world, to_shunned, violation);
+    assert_violated(&events, kind, payer, RuleKind::BlockedCounterparty, v1);
+    let events = refused(&mut world, to_shunning, violation);
+    assert_violated(&events, kind, shunning, RuleKind::BlockedCounterparty, v1);
+    // The largest single payment is on what is sent: 500.00 EUR passes, 501.00 does not.
+    let command = eur_to_usd(&mut world, kind, payer, payee, 50_100);
+    assert_violated(&refused(&mut world, command, violation), kind, payer, RuleKind::MaxSinglePayment, v1);
+    let command = eur_to_usd(&mut world, kind, payer, payee, 50_000);
+    assert_eq!(paid(&world.apply(command)).1, 50_000);
+    // Payments per minute count cross-border payments and transfers together.
+    let key = world.key();
+    let transfer = Transfer { by: payer, key, to: payee, asset: EUR, amount: amount(40_000) };
+    assert!(matches!(world.apply(Command::Transfer(transfer))[0], Event::Transferred { .. }));
+    let command = eur_to_usd(&mut world, kind, payer, payee, 20_000);
+    assert_eq!(paid(&world.apply(command)).1, 20_000);
+    let command = eur_to_usd(&mut world, kind, payer, payee, 1_000);
+    assert_violated(&refused(&mut world, command, violation), kind, payer, RuleKind::PaymentsPerMinute, v1);
+    // A minute later: the daily outflow has 1,100.00 EUR of the three payments.
+    world.wait(60 * NANOS_PER_SECOND);
+    assert_eq!(outflow_today(&world, payer, EUR), 110_000);
+    let command = eur_to_usd(&mut world, kind, payer, payee, 20_000);
+    assert_violated(&refused(&mut world, command, violation), kind, payer, RuleKind::DailyOutflow, v1);
+    let command = eur_to_usd(&mut world, kind, payer, payee, 10_000);
+    assert_eq!(paid(&world.apply(command)).1, 10_000, "exactly the day's limit");
+    assert_eq!(outflow_today(&world, payer, EUR), 120_000);
+    let command = eur_to_usd(&mut world, kind, payer, payee, 100);
+    assert_violated(&refused(&mut world, command, violation), kind, payer, RuleKind::DailyOutflow, v1);
+    // A withdrawal meets the same counter.
+    let key = world.key();
+    let reference = Reference::new("out").expect("valid");
+    let withdraw = Withdraw { account: payer, key, asset: EUR, amount: amount(1), reference };
+    let events = refused(&mut world, Command::Withdraw(withdraw), violation);
+    assert_violated(&events, CommandKind::Withdraw, payer, RuleKind::DailyOutflow, v1);
+    assert_eq!(world.available(payer, EUR), 1_000_000 - 50_000 - 40_000 - 20_000 - 10_000);
+}
+
+#[test]
+fn every_payment_rule_applies_to_pay_cross_border() {
+    check_every_rule_on(CommandKind::PayCrossBorder);
+}
+
+#[test]
+fn every_payment_rule_applies_to_execute_quote() {
+    check_every_rule_on(CommandKind::ExecuteQuote);
+}
+
+/// A quote moves no money: a blocked counterparty (either way) refuses it, the limits
+/// and the review threshold do not (they decide when it is executed).
+#[test]
+fn a_quote_is_refused_for_a_blocked_counterparty_only() {
+    let (mut world, payer, payee, _) = two_hop_world();
+    let (shunned, shunning) = (world.open(0), world.open(0));
+    world.fund(shunned, EUR, 100_000);
+    let v1 = rules(
+        &mut world,
+        &format!(
+            "[tiers.0]\nmax_single_payment = {{ EUR = \"1.00\" }}\nreview_threshold = {{ EUR = \"1.00\" }}\n\
+             [accounts.{payer}]\nblocked_counterparties = [{shunned}]\n\
+             [accounts.{shunning}]\nblocked_counterparties = [{payer}]"
+        ),
+    );
+    let quote = |by, payee| {
+        Command::QuotePayment(QuotePayment {
+            by,
+            payee,
+            from: EUR,
+            to: USD,
+            amount: send(10_000),
+            max_hops: None,
+            ttl: None,
+        })
+    };
+    let (kind, blocked, violation) =
+        (CommandKind::QuotePayment, RuleKind::BlockedCounterparty, RejectReason::RuleViolation);
+    assert_violated(&refused(&mut world, quote(payer, shunned), violation), kind, payer, blocked, v1);
+    assert_violated(&refused(&mut world, quote(shunned, payer), violation), kind, payer, blocked, v1);
+    assert_violated(&refused(&mut world, quote(payer, shunning), violation), kind, shunning, blocked, v1);
+    assert_eq!((world.engine.quotes_kept(), world.engine.export_state().crossborder.next_quote_id), (0, 1));
+    // Above the payer's single-payment limit: quoted, and refused at execution.
+    let (quote, ..) = quoted(&world.apply(quote(payer, payee)));
+    let key = world.key();
+    let events = refused(&mut world, Command::ExecuteQuote(ExecuteQuote { by: payer, key, quote }), violation);
+    assert_violated(&events, CommandKind::ExecuteQuote, payer, RuleKind::MaxSinglePayment, v1);
+}
+
+/// A `PayCrossBorder` above the review threshold holds its `MaxSend` limit; approved
+/// after the books improved, it is routed again on the books of the decision, and what
+/// it did not send is released and leaves the day's outflow.
+#[test]
+fn a_held_cross_border_payment_is_made_on_the_books_of_the_decision() {
+    let (mut world, payer, payee, maker) = two_hop_world();
+    let v1 = rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"100.00\" }");
+    let key = world.key();
+    let command = Command::PayCrossBorder(PayCrossBorder {
+        by: payer,
+        key,
+        payee,
+        from: EUR,
+        to: USD,
+        amount: receive(30_000),
+        limit: RateLimit::MaxSend(amount(30_000)),
+        max_hops: None,
+    });
+    let events = world.apply(command.clone());
+    let hold = hold_of(&events);
+    // At 108 the plan needs 279 EUR; what is held is the limit, 300 EUR.
+    assert_eq!(
+        events[0],
+        Event::HeldForReview {
+            hold,
+            kind: CommandKind::PayCrossBorder,
+            payer,
+            payee: Some(payee),
+            asset: EUR,
+            amount: amount(30_000),
+            rule: RuleKind::ReviewThreshold,
+            version: v1
+        }
+    );
+    assert!(!events.iter().any(|event| matches!(event, Event::Trade { .. } | Event::CrossBorderPaid { .. })));
+    assert_eq!((held(&world, payer, EUR), world.available(payer, EUR)), (30_000, 1_000_000 - 30_000));
+    assert_eq!(outflow_today(&world, payer, EUR), 30_000, "the held amount counts");
+    assert_eq!(world.available(payee, USD), 0);
+    let info = world.engine.review_hold(hold).expect("pending");
+    assert_eq!((info.kind, info.payee, info.approved), (CommandKind::PayCrossBorder, Some(payee), None));
+    let original = Outcome::HeldForReview { hold };
+    assert_eq!(world.apply(command.clone()), [Event::Replayed { kind: CommandKind::PayCrossBorder, original }]);
+
+    // A better bid arrives; the decision is taken on these books.
+    world.rest(maker, EUR_USD, Side::Buy, 110, 500);
+    let mut twin = world.clone();
+    twin.apply(Command::RollbackRules(RollbackRules { to_version: RuleVersion::NONE }));
+    let Command::PayCrossBorder(pay) = command else { unreachable!() };
+    let key = twin.key();
+    let unheld = twin.apply(Command::PayCrossBorder(PayCrossBorder { key, ..pay }));
+    let events = decide(&mut world, hold, true);
+    assert_eq!(
+        events[0],
+        Event::ReviewApproved { hold, payer, payee: Some(payee), asset: EUR, amount: amount(30_000) }
+    );
+    let (payment, sent, received, paid_route, surplus, quote) = paid(&events);
+    // 274 EUR at 1.10 (less 60 cents fee) give 300.80 USD: 80 cents of remainder.
+    assert_eq!((sent, received, paid_route, surplus, quote), (27_400, 30_000, route(&[EUR_USD]), 0, None));
+    assert_eq!(paid_legs(&events), [(EUR_USD, Side::Sell, 274, 27_400, 30_080, 60, 80)]);
+    assert_eq!(paid_legs(&events), paid_legs(&unheld), "as a payment made now, without review");
+    assert_eq!(trade_fees(&events).iter().map(|trade| trade.1).collect::<Vec<_>>(), [110]);
+    let position = |matches: fn(&Event) -> bool| events.iter().position(matches).expect("present");
+    assert!(position(|e| matches!(e, Event::Trade { .. })) < position(|e| matches!(e, Event::CrossBorderPaid { .. })));
+    assert!(events.iter().any(|event| matches!(event, Event::BookChanged { market: EUR_USD, .. })));
+    assert!(events.iter().any(|event| matches!(event, Event::BalanceChanged { account, .. } if *account == payee)));
+    assert_eq!((held(&world, payer, EUR), world.available(payer, EUR)), (0, 1_000_000 - 27_400));
+    assert_eq!(world.available(payee, USD), 30_000);
+    assert_eq!(outflow_today(&world, payer, EUR), 27_400, "the unused 26 EUR left the day's outflow");
+    assert_eq!(world.engine.pending_reviews().count(), 0);
+    let original = Outcome::Accepted { payment: Some(payment) };
+    assert_eq!(decide(&mut world, hold, true), [Event::Replayed { kind: CommandKind::ReviewDecision, original }]);
+}
+
+/// A `MinReceive` payment holds what its plan needs; rejected, the funds and the day's
+/// outflow come back, and the room it took is free again.
+#[test]
+fn a_rejected_cross_border_hold_gives_back_the_funds_and_the_outflow() {
+    let (mut world, payer, payee, _) = two_hop_world();
+    let v1 =
+        rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"500.00\" }\ndaily_outflow = { EUR = \"1000.00\" }");
+    let kind = CommandKind::PayCrossBorder;
+    let command = eur_to_usd(&mut world, kind, payer, payee, 60_000);
+    let hold = hold_of(&world.apply(command));
+    assert_eq!((held(&world, payer, EUR), outflow_today(&world, payer, EUR)), (60_000, 60_000));
+    let command = eur_to_usd(&mut world, kind, payer, payee, 50_000);
+    assert_violated(
+        &refused(&mut world, command, RejectReason::RuleViolation),
+        kind,
+        payer,
+        RuleKind::DailyOutflow,
+        v1,
+    );
+
+    let events = decide(&mut world, hold, false);
+    assert_eq!(
+        events[0],
+        Event::ReviewRejected { hold, payer, payee: Some(payee), asset: EUR, amount: amount(60_000) }
+    );
+    assert!(!events.iter().any(|event| matches!(event, Event::Trade { .. })));
+    assert_eq!((held(&world, payer, EUR), world.available(payer, EUR)), (0, 1_000_000));
+    assert_eq!((outflow_today(&world, payer, EUR), world.available(payee, USD)), (0, 0));
+    let command = eur_to_usd(&mut world, kind, payer, payee, 50_000);
+    assert_eq!(paid(&world.apply(command)).1, 50_000, "the day's room is back");
+}
+
+/// An approval the books no longer allow is refused with the reason (and the
+/// `RateMoved` detail), changes nothing, and leaves the hold pending: once the books
+/// are back it goes ahead, and a rejection always works.
+#[test]
+fn an_approval_past_the_limit_is_refused_and_the_hold_stays_pending() {
+    let (mut world, payer, payee, maker) = two_hop_world();
+    world.rest(maker, EUR_USD, Side::Buy, 100, 5_000);
+    rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"100.00\" }");
+    let key = world.key();
+    let pay = PayCrossBorder {
+        by: payer,
+        key,
+        payee,
+        from: EUR,
+        to: USD,
+        amount: receive(30_000),
+        limit: RateLimit::MaxSend(amount(30_000)),
+        max_hops: None,
+    };
+    let direct = hold_of(&world.apply(Command::PayCrossBorder(pay)));
+    let (quote, _, quoted_send, quoted_receive, _) = quoted(&world.quote(payer, payee, EUR, USD, receive(30_000)));
+    assert_eq!((quoted_send, quoted_receive), (27_900, 30_000));
+    let events = world.execute(payer, quote);
+    let executed = hold_of(&events);
+    assert!(
+        matches!(events[0], Event::HeldForReview { kind: CommandKind::ExecuteQuote, amount: held, .. } if held == amount(27_900))
+    );
+    // The held quote is used: it cannot be executed beside its hold.
+    assert_eq!(rejection(&world.execute(payer, quote)), Some(RejectReason::QuoteUsed));
+    assert_eq!(held(&world, payer, EUR), 30_000 + 27_900);
+
+    // Someone sells into the 108 bid: at 100 the payee's 300 USD take 301 EUR.
+    let seller = world.maker(0);
+    world.apply(market_sell(seller, EUR_USD, 2_000));
+    let kind = CommandKind::ReviewDecision;
+    let rejected = Event::Rejected { kind, reason: RejectReason::RateMoved };
+    let events = refused(
+        &mut world,
+        Command::ReviewDecision(ReviewDecision { hold: direct, approve: true }),
+        RejectReason::RateMoved,
+    );
+    let moved =
+        Event::RateMoved { payer, asset: EUR, limit: amount(30_000), achievable: amount(30_100), moved_ppm: 3_334 };
+    assert_eq!(events, [moved, rejected]);
+    let events = refused(
+        &mut world,
+        Command::ReviewDecision(ReviewDecision { hold: executed, approve: true }),
+        RejectReason::RateMoved,
+    );
+    let moved =
+        Event::RateMoved { payer, asset: EUR, limit: amount(27_900), achievable: amount(30_100), moved_ppm: 78_854 };
+    assert_eq!(events, [moved, rejected]);
+    let pending: Vec<HoldId> = world.engine.pending_reviews().map(|info| info.hold).collect();
+    assert_eq!(pending, [direct, executed]);
+
+    // The bid is back: the quote's hold goes ahead with exactly the quoted amounts.
+    world.rest(maker, EUR_USD, Side::Buy, 108, 2_000);
+    let events = decide(&mut world, executed, true);
+    assert!(matches!(events[0], Event::ReviewApproved { hold, .. } if hold == executed));
+    let (_, sent, received, _, surplus, from_quote) = paid(&events);
+    assert_eq!((sent, received, surplus, from_quote), (27_900, 30_000, 0, Some(quote)));
+    // The other is rejected: its funds are back.
+    assert!(matches!(decide(&mut world, direct, false)[0], Event::ReviewRejected { .. }));
+    assert_eq!((held(&world, payer, EUR), world.available(payer, EUR)), (0, 1_000_000 - 27_900));
+    assert_eq!(world.available(payee, USD), 30_000);
+}
+
+/// A held quote is executable until the quote's own expiry; an approval needs the
+/// accounts movable. Both refusals leave the hold pending.
+#[test]
+fn a_held_quote_cannot_be_approved_after_its_expiry_or_with_a_frozen_payee() {
+    let (mut world, payer, payee, _) = two_hop_world();
+    rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"1.00\" }");
+    let command = eur_to_usd(&mut world, CommandKind::ExecuteQuote, payer, payee, 10_000);
+    let hold = hold_of(&world.apply(command));
+    world.apply(Command::FreezeAccount(FreezeAccount { account: payee }));
+    let decision = Command::ReviewDecision(ReviewDecision { hold, approve: true });
+    refused(&mut world, decision.clone(), RejectReason::AccountFrozen);
+    world.apply(Command::UnfreezeAccount(UnfreezeAccount { account: payee }));
+    world.wait(30 * NANOS_PER_SECOND);
+    assert_eq!(world.engine.quotes_kept(), 0, "the quote itself is forgotten");
+    let events = refused(&mut world, decision, RejectReason::QuoteExpired);
+    assert_eq!(events, [Event::Rejected { kind: CommandKind::ReviewDecision, reason: RejectReason::QuoteExpired }]);
+    assert_eq!(world.engine.pending_reviews().count(), 1);
+    assert!(matches!(decide(&mut world, hold, false)[0], Event::ReviewRejected { .. }));
+    assert_eq!((held(&world, payer, EUR), world.available(payer, EUR)), (0, 1_000_000));
+}
+
+/// Rules, refusals, holds of both kinds and decisions, with the books moving; the
+/// index in the log after which both kinds of hold are pending.
+fn session_with_rules() -> (World, usize) {
+    let (mut world, payer, payee, maker) = two_hop_world();
+    let other = world.open(0);
+    world.fund(other, EUR, 1_000_000);
+    rules(
+        &mut world,
+        &format!(
+            "[tiers.0]\nreview_threshold = {{ EUR = \"300.00\" }}\n\
+             max_single_payment = {{ EUR = \"2000.00\" }}\n[accounts.{other}]\nblocked_counterparties = [{payer}]"
+        ),
+    );
+    let mut both_pending = 0;
+    for step in 0..8_u64 {
+        let kind = if step % 2 == 0 { CommandKind::PayCrossBorder } else { CommandKind::ExecuteQuote };
+        let by = if step % 3 == 0 { other } else { payer };
+        let command = eur_to_usd(&mut world, kind, by, payee, 40_000 + step * 5_000);
+        let direct = hold_of(&world.apply(command));
+        let command = eur_to_usd(&mut world, CommandKind::ExecuteQuote, payer, payee, 40_000 + step * 100);
+        let executed = hold_of(&world.apply(command));
+        // Paid; blocked (a quote too); past the single-payment limit.
+        for (to, eur, kind) in
+            [(payee, 10_000, kind), (other, 1_000, CommandKind::PayCrossBorder), (payee, 250_000, kind)]
+        {
+            let command = eur_to_usd(&mut world, kind, payer, to, eur);
+            world.apply(command);
+        }
+        world.quote(payer, other, EUR, USD, send(1_000));
+        if step == 2 {
+            both_pending = world.log.len();
+        }
+        world.rest(maker, EUR_USD, Side::Buy, 106 + step % 4, 1_500);
+        world.apply(market_sell(maker, EUR_USD, 50 + step * 20));
+        decide(&mut world, direct, step % 3 != 1);
+        decide(&mut world, executed, step % 2 == 0);
+        world.wait(20 * NANOS_PER_SECOND);
+    }
+    (world, both_pending)
+}
+
+#[test]
+fn cross_border_holds_replay_and_survive_a_snapshot() {
+    let (world, both_pending) = session_with_rules();
+    let config = Config::from_toml_str(CONFIG).expect("valid");
+    let replay = |log: &[SequencedCommand]| {
+        let mut engine = Engine::new(&config);
+        let events: Vec<Vec<Event>> = log
+            .iter()
+            .map(|command| {
+                let mut out = Vec::new();
+                engine.apply(command, &mut out);
+                out
+            })
+            .collect();
+        (engine.state_hash(), events)
+    };
+    let (hash, events) = replay(&world.log);
+    assert_eq!(hash, world.engine.state_hash());
+    assert_eq!(replay(&world.log), (hash, events.clone()));
+    let count = |matches: fn(&Event) -> bool| events.iter().flatten().filter(|event| matches(event)).count();
+    assert!(count(|e| matches!(e, Event::HeldForReview { kind: CommandKind::PayCrossBorder, .. })) >= 2);
+    assert!(count(|e| matches!(e, Event::HeldForReview { kind: CommandKind::ExecuteQuote, .. })) >= 8);
+    assert!(count(|e| matches!(e, Event::ReviewApproved { .. })) >= 4);
+    assert!(count(|e| matches!(e, Event::ReviewRejected { .. })) >= 4);
+    assert!(count(|e| matches!(e, Event::RuleViolated { .. })) >= 8);
+    assert!(count(|e| matches!(e, Event::Rejected { kind: CommandKind::ReviewDecision, .. })) >= 1);
+
+    for cut in [both_pending, world.log.len() / 2, world.log.len() - 3] {
+        let mut live = Engine::new(&config);
+        for command in &world.log[..cut] {
+            live.apply(command, &mut Vec::new());
+        }
+        let state = live.export_state();
+        if cut == both_pending {
+            let pending_kinds: Vec<CommandKind> = live.pending_reviews().map(|info| info.kind).collect();
+            assert!(pending_kinds.contains(&CommandKind::PayCrossBorder), "{pending_kinds:?}");
+            assert!(pending_kinds.contains(&CommandKind::ExecuteQuote), "{pending_kinds:?}");
+            assert_eq!(state.review_crossborder.len(), state.review_holds.iter().filter(|row| row.kind >= 4).count());
+        }
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&state).expect("archives");
+        let archived = rkyv::from_bytes::<EngineState, rkyv::rancor::Error>(&bytes).expect("reads");
+        assert_eq!(archived, state);
+        let mut rebuilt = Engine::from_state(&archived, bourse_core::Capacity::default()).expect("a valid state");
+        rebuilt.check_invariants();
+        assert_eq!(rebuilt.state_hash(), live.state_hash(), "cut at {cut}");
+        assert_eq!(rebuilt.export_state(), state);
+        for (index, command) in world.log[cut..].iter().enumerate() {
+            let mut out = Vec::new();
+            rebuilt.apply(command, &mut out);
+            assert_eq!(out, events[cut + index], "command {}", command.seq);
+        }
+        assert_eq!(rebuilt.state_hash(), hash);
+    }
+}
+
+/// The held terms differ between two holds that hold the same amount: the state hash
+/// covers them.
+#[test]
+fn the_state_hash_covers_the_held_terms() {
+    let (mut world, payer, payee, _) = two_hop_world();
+    rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"1.00\" }");
+    let mut twin = world.clone();
+    let pay = |world: &mut World, least| {
+        let key = world.key();
+        let limit = RateLimit::MinReceive(amount(least));
+        let pay =
+            PayCrossBorder { by: payer, key, payee, from: EUR, to: USD, amount: send(10_000), limit, max_hops: None };
+        hold_of(&world.apply(Command::PayCrossBorder(pay)))
+    };
+    pay(&mut world, 1);
+    pay(&mut twin, 2);
+    assert_eq!(world.money(), twin.money());
+    assert_ne!(world.engine.state_hash(), twin.engine.state_hash());
+}
+
+#[test]
+fn cross_border_hold_rows_that_cannot_be_are_refused_on_rebuild() {
+    let (mut world, payer, payee, _) = two_hop_world();
+    rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"1.00\" }");
+    for kind in [CommandKind::PayCrossBorder, CommandKind::ExecuteQuote] {
+        let command = eur_to_usd(&mut world, kind, payer, payee, 10_000);
+        hold_of(&world.apply(command));
+    }
+    let state = world.engine.export_state();
+    assert_eq!(state.review_crossborder.len(), 2);
+    let rebuild = |state: &EngineState| Engine::from_state(state, bourse_core::Capacity::default());
+    assert_eq!(rebuild(&state).expect("valid").state_hash(), world.engine.state_hash());
+    let broken = |change: &dyn Fn(&mut EngineState)| {
+        let mut broken = state.clone();
+        change(&mut broken);
+        rebuild(&broken).is_err()
+    };
+    assert!(broken(&|state| state.review_crossborder.truncate(1)), "a quote's hold without its terms");
+    assert!(broken(&|state| state.review_crossborder[0].hold = 2), "terms of another hold");
+    assert!(broken(&|state| state.review_crossborder[0].amount_mode = 7), "an amount of no mode");
+    assert!(broken(&|state| state.review_crossborder[0].limit = 0), "a limit of zero");
+    assert!(broken(&|state| state.review_crossborder[0].max_hops = 4), "a hop limit past the bound");
+    assert!(broken(&|state| state.review_crossborder[0].to = state.review_holds[0].asset), "nothing to convert");
+    assert!(broken(&|state| state.review_crossborder[1].markets = [USD_JPY.get(), 0, 0]), "a route from USD");
+    assert!(broken(&|state| state.review_crossborder[1].quote = 99), "a quote never issued");
+    assert!(broken(&|state| state.review_holds[1].payee = payer.get()), "paying itself");
+    assert!(broken(&|state| state.review_holds[0].kind = 0), "a transfer with cross-border terms");
 }
 
 // ---------------------------------------------------------------------------------

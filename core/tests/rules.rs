@@ -960,6 +960,8 @@ fn the_state_hash_covers_rules_counters_and_holds() {
 // ---------------------------------------------------------------------------------
 
 mod random {
+    use bourse_core::command::{CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
+    use bourse_core::ids::QuoteId;
     use proptest::prelude::*;
 
     use super::*;
@@ -1033,6 +1035,13 @@ mod random {
         Order(u32, bool, u64, u64, bool),
         Amend(u32, u64, u64),
         Decide(u64, bool),
+        /// A cross-border payment: payer, payee, amount, USD into BTC (else BTC into
+        /// USD), under a `MaxSend` of the amount (else `MinReceive` of one unit).
+        PayCrossBorder(u32, u32, u64, bool, bool),
+        Quote(u32, u32, u64),
+        /// Executes a quote issued in the run (chosen by index), by its payer or, if
+        /// not `own`, by some other account.
+        Execute(u32, bool),
         Publish(usize),
         Activate(u32, u16),
         Rollback(u32),
@@ -1052,7 +1061,10 @@ mod random {
             2 => (account(), account(), account(), cents()).prop_map(|(by, one, two, cents)| Step::Split(by, one, two, cents)),
             4 => (account(), any::<bool>(), 1..600_u64, 1..6_u64, any::<bool>()).prop_map(|(by, buy, price, lots, gtc)| Step::Order(by, buy, price, lots, gtc)),
             1 => (account(), 1..40_u64, 1..8_u64).prop_map(|(by, order, lots)| Step::Amend(by, order, lots)),
-            4 => (1..16_u64, any::<bool>()).prop_map(|(hold, approve)| Step::Decide(hold, approve)),
+            4 => (1..10_u64, any::<bool>()).prop_map(|(hold, approve)| Step::Decide(hold, approve)),
+            4 => (account(), account(), cents(), any::<bool>(), any::<bool>()).prop_map(|(by, to, cents, buy, max_send)| Step::PayCrossBorder(by, to, cents, buy, max_send)),
+            2 => (account(), account(), cents()).prop_map(|(by, to, cents)| Step::Quote(by, to, cents)),
+            2 => (0..64_u32, prop::bool::weighted(0.9)).prop_map(|(choice, own)| Step::Execute(choice, own)),
             1 => (0..3_usize).prop_map(Step::Publish),
             2 => (0..5_u32, prop_oneof![Just(0_u16), Just(10_000), 0..10_001_u16, Just(10_001)]).prop_map(|(version, share)| Step::Activate(version, share)),
             1 => (0..5_u32).prop_map(Step::Rollback),
@@ -1062,7 +1074,13 @@ mod random {
         ]
     }
 
-    fn command(step: &Step, rule_sets: &[String], key: IdempotencyKey, now: u64) -> Option<Command> {
+    fn command(
+        step: &Step,
+        rule_sets: &[String],
+        quotes: &[(QuoteId, AccountId)],
+        key: IdempotencyKey,
+        now: u64,
+    ) -> Option<Command> {
         let id = AccountId::new;
         let command = match *step {
             Step::Transfer(by, to, cents) => {
@@ -1113,6 +1131,37 @@ mod random {
                 qty: Some(Qty::new(lots).unwrap()),
             }),
             Step::Decide(hold, approve) => Command::ReviewDecision(ReviewDecision { hold: HoldId::new(hold), approve }),
+            Step::PayCrossBorder(by, to, cents, buy, max_send) => {
+                // Sending BTC: 1 to 50 lots (0.0001 BTC each).
+                let (from, to_asset, sent) =
+                    if buy { (USD, BTC, cents) } else { (BTC, USD, (cents % 50 + 1) * 10_000) };
+                let limit = if max_send { RateLimit::MaxSend(amount(sent)) } else { RateLimit::MinReceive(amount(1)) };
+                let amount = CrossBorderAmount::Send(amount(sent));
+                Command::PayCrossBorder(PayCrossBorder {
+                    by: id(by),
+                    key,
+                    payee: id(to),
+                    from,
+                    to: to_asset,
+                    amount,
+                    limit,
+                    max_hops: None,
+                })
+            }
+            Step::Quote(by, to, cents) => Command::QuotePayment(QuotePayment {
+                by: id(by),
+                payee: id(to),
+                from: USD,
+                to: BTC,
+                amount: CrossBorderAmount::Send(amount(cents)),
+                max_hops: None,
+                ttl: None,
+            }),
+            Step::Execute(choice, own) => {
+                let (quote, payer) = *quotes.get(choice as usize % quotes.len().max(1))?;
+                let by = if own { payer } else { id((payer.get() + 1) % ACCOUNTS) };
+                Command::ExecuteQuote(ExecuteQuote { by, key, quote })
+            }
             Step::Publish(index) => {
                 Command::PublishRules(PublishRules { rules: RuleSet::from_toml_str(rule_sets.get(index)?).unwrap() })
             }
@@ -1130,8 +1179,9 @@ mod random {
         Some(command)
     }
 
-    /// Accounts at tiers 0 to 3 with 2,000.00 USD and 0.5 BTC each, and the first rule
-    /// set in effect for everyone.
+    /// Accounts at tiers 0 to 3 with 2,000.00 USD and 0.5 BTC each, depth in the book
+    /// for cross-border payments (the last account asks 1.00 USD per lot for 2,000
+    /// lots and bids 0.90 for 1,000), and the first rule set in effect for everyone.
     fn setup(rules: &str) -> Bench {
         let mut bench = Bench::new();
         for tier in 0..ACCOUNTS {
@@ -1139,6 +1189,9 @@ mod random {
             bench.fund(account, USD, 200_000);
             bench.fund(account, BTC, 50_000_000);
         }
+        let maker = AccountId::new(ACCOUNTS - 1);
+        assert!(accepted(&bench.place(limit(maker, Side::Sell, 100, 2_000))));
+        assert!(accepted(&bench.place(limit(maker, Side::Buy, 90, 1_000))));
         bench.rules(rules);
         bench
     }
@@ -1153,18 +1206,27 @@ mod random {
         ) {
             let mut bench = setup(&rule_sets[0]);
             let mut commands = Vec::new();
+            let mut quotes = Vec::new();
             for step in &steps {
                 if let Step::Wait(seconds) = step {
                     bench.now += seconds * SECOND;
                 }
                 let key = bench.key();
-                if let Some(command) = command(step, &rule_sets, key, bench.now) {
+                if let Some(command) = command(step, &rule_sets, &quotes, key, bench.now) {
                     commands.push((bench.now, command.clone()));
                     // Invariants and the rebuild are checked inside, after every step.
                     let events = bench.apply(command);
                     for event in &events {
                         if let Event::RuleViolated { version, .. } | Event::HeldForReview { version, .. } = event {
                             prop_assert!(version.get() >= 1 && version.get() <= bench.engine.rule_versions());
+                        }
+                        // Review thresholds are in USD only: what a cross-border payment
+                        // sends in BTC is never held.
+                        if let Event::HeldForReview { kind: CommandKind::PayCrossBorder | CommandKind::ExecuteQuote, asset, .. } = event {
+                            prop_assert_eq!(*asset, USD);
+                        }
+                        if let Event::Quoted { quote, payer, .. } = event {
+                            quotes.push((*quote, *payer));
                         }
                     }
                 }

@@ -3,9 +3,10 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "BOURSES1"
-//!      8     4  format version (3: cross-border quotes and remainders joined the
-//!                 rows; 2: rule versions, rule history, risk counters and review
-//!                 holds; 1 had none of them)
+//!      8     4  format version (4: the terms of cross-border payments and quote
+//!                 executions held for review; 3: cross-border quotes and remainders
+//!                 joined the rows; 2: rule versions, rule history, risk counters and
+//!                 review holds; 1 had none of them)
 //!     12     4  CRC32C of bytes 16..64
 //!     16     8  sequence number of the last command applied
 //!     24    16  the engine's state hash at that point
@@ -33,7 +34,7 @@ use thiserror::Error;
 const MAGIC: &[u8; 8] = b"BOURSES1";
 /// Bumped whenever `EngineState`'s rows change: a snapshot of another version is
 /// skipped (and recovery falls back to an older one, or to the journal from empty).
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 
 pub fn snapshot_name(seq: Seq) -> String {

@@ -7,7 +7,9 @@
 //! - `ExecuteQuote` moves exactly the quoted amounts along the quoted route, or nothing.
 //! - `PayCrossBorder` routes and pays in one command, under a rate protection limit.
 //!
-//! `ExecuteQuote` and `PayCrossBorder` carry an idempotency key, like payments.
+//! `ExecuteQuote` and `PayCrossBorder` carry an idempotency key, and pass the risk
+//! rules, like payments (on what the payer sends); above the review threshold they are
+//! held for review (`engine::review`) and their key remembers `HeldForReview`.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,25 @@ impl CrossBorderAmount {
             CrossBorderAmount::Send(amount) | CrossBorderAmount::Receive(amount) => amount,
         }
     }
+
+    /// As (mode, minor units), mode 0 send and 1 receive: the one encoding that
+    /// fingerprints, the state hash and snapshot rows share.
+    pub fn code(self) -> (u8, u64) {
+        match self {
+            CrossBorderAmount::Send(amount) => (0, amount.minor_units()),
+            CrossBorderAmount::Receive(amount) => (1, amount.minor_units()),
+        }
+    }
+
+    /// The amount `code` gave; `None` for a pair it never gives or an amount of zero.
+    pub fn from_code(mode: u8, minor_units: u64) -> Option<Self> {
+        let amount = Amount::new(minor_units).filter(|amount| !amount.is_zero())?;
+        match mode {
+            0 => Some(CrossBorderAmount::Send(amount)),
+            1 => Some(CrossBorderAmount::Receive(amount)),
+            _ => None,
+        }
+    }
 }
 
 /// The worst outcome the payer accepts from a `PayCrossBorder`.
@@ -45,10 +66,33 @@ pub enum RateLimit {
     MaxSend(Amount),
 }
 
+impl RateLimit {
+    /// As (mode, minor units), mode 0 minimum receive and 1 maximum send (shared like
+    /// `CrossBorderAmount::code`).
+    pub fn code(self) -> (u8, u64) {
+        match self {
+            RateLimit::MinReceive(limit) => (0, limit.minor_units()),
+            RateLimit::MaxSend(limit) => (1, limit.minor_units()),
+        }
+    }
+
+    /// The limit `code` gave; `None` for a pair it never gives or a limit of zero.
+    pub fn from_code(mode: u8, minor_units: u64) -> Option<Self> {
+        let limit = Amount::new(minor_units).filter(|limit| !limit.is_zero())?;
+        match mode {
+            0 => Some(RateLimit::MinReceive(limit)),
+            1 => Some(RateLimit::MaxSend(limit)),
+            _ => None,
+        }
+    }
+}
+
 /// Prices a payment from `by` to `payee` of `from` into `to`, walking the live books
 /// over every route of at most `max_hops` markets (the engine's default when `None`).
 /// The quote is executable by `by` until `ttl` (the engine's default when `None`) of
-/// command time has passed.
+/// command time has passed. Of the risk rules, only a blocked counterparty (either
+/// way) refuses a quote: it moves no money; the limits and the review threshold are
+/// asked when it is executed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotePayment {
     pub by: AccountId,
@@ -132,13 +176,6 @@ impl PayCrossBorder {
     }
 }
 
-fn amount_words(amount: CrossBorderAmount) -> (u64, u64) {
-    match amount {
-        CrossBorderAmount::Send(amount) => (0, amount.minor_units()),
-        CrossBorderAmount::Receive(amount) => (1, amount.minor_units()),
-    }
-}
-
 impl Keyed for ExecuteQuote {
     fn principal(&self) -> AccountId {
         self.by
@@ -161,19 +198,16 @@ impl Keyed for PayCrossBorder {
         self.key
     }
     fn fingerprint(&self) -> u64 {
-        let (mode, amount) = amount_words(self.amount);
-        let (limit_mode, limit) = match self.limit {
-            RateLimit::MinReceive(limit) => (0, limit.minor_units()),
-            RateLimit::MaxSend(limit) => (1, limit.minor_units()),
-        };
+        let (mode, amount) = self.amount.code();
+        let (limit_mode, limit) = self.limit.code();
         let mut fingerprint = Fingerprint::new(CommandKind::PayCrossBorder);
         fingerprint
             .u32(self.by.get())
             .u32(self.payee.get())
             .u32(u32::from(self.from.get()) | (u32::from(self.to.get()) << 16))
-            .u64(mode)
+            .u64(u64::from(mode))
             .u64(amount)
-            .u64(limit_mode)
+            .u64(u64::from(limit_mode))
             .u64(limit)
             .u64(self.max_hops.map_or(0, |hops| u64::from(hops) + 1));
         fingerprint.finish()

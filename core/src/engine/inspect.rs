@@ -177,6 +177,19 @@ impl Engine {
                 }
                 super::review::HeldPayment::Withdraw { reference } => hasher.update(reference.as_bytes()),
                 super::review::HeldPayment::Transfer { .. } => {}
+                super::review::HeldPayment::CrossBorder(payment) => {
+                    let ((amount_mode, amount), (limit_mode, limit)) = (payment.amount.code(), payment.limit.code());
+                    let modes = u64::from(amount_mode) | u64::from(limit_mode) << 8 | u64::from(payment.max_hops) << 16;
+                    u64s(hasher, &[u64::from(payment.to.get()), modes, amount, limit]);
+                }
+                super::review::HeldPayment::ExecuteQuote(quote) => {
+                    let values = [quote.quote.get(), u64::from(quote.to.get()), quote.receive.minor_units()];
+                    u64s(hasher, &values);
+                    u64s(hasher, &[quote.expires_at.as_nanos(), quote.route.hops() as u64]);
+                    for market in quote.route.markets() {
+                        u64s(hasher, &[u64::from(market.get())]);
+                    }
+                }
             }
             let decision = hold.decision.map_or([0, 0, 0, 0], |decision| {
                 let (code, value) = decision.outcome.code();
@@ -310,6 +323,9 @@ impl Engine {
         for (id, hold) in self.reviews.iter() {
             assert!(self.ledger.get(hold.payer).is_some(), "review hold {id}: payer exists");
             assert!(self.rules.get(hold.version).is_some(), "review hold {id}: its rule version was published");
+            if let Some(payee) = hold.payment.payee() {
+                assert!(self.ledger.get(payee).is_some() && payee != hold.payer, "review hold {id}: payee");
+            }
         }
         self.quotes.check_invariants(self.now);
         self.check_books();

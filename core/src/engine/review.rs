@@ -6,12 +6,20 @@
 //! - **approve**: the payment is made as it would have been, from the hold, and gets
 //!   its payment ids then: `ReviewApproved`, then `Transferred`; or `Authorized` (the
 //!   hold becomes the authorization, with the expiry asked for, which must still be
-//!   in the future); or the legs' `Transferred` and `SplitPaid`; or `Withdrawn`. The
-//!   rules are not asked again (the operator decided), but the accounts must not be
-//!   frozen and the tables must have room; otherwise the decision is rejected and the
-//!   hold stays pending.
+//!   in the future); or the legs' `Transferred` and `SplitPaid`; or `Withdrawn`; or,
+//!   for a cross-border payment (`PayCrossBorder`, `ExecuteQuote`), the usual
+//!   `Trade`s, `CrossBorderLeg`s and `CrossBorderPaid` of a payment routed again on
+//!   the books of the decision, under its original protection (the quote's exact
+//!   amounts before its expiry, or the limit), sending at most what is held; what it
+//!   does not send is released and taken off the day's outflow (`engine::crossborder`).
+//!   The rules are not asked again (the operator decided), but the accounts must not
+//!   be frozen, the tables must have room, and a cross-border payment must be
+//!   possible now; otherwise the decision is rejected with the reason (a `RateMoved`
+//!   event first, if the books moved past the protection) and the hold stays pending,
+//!   for a later approval or a rejection.
 //! - **reject**: the hold is released (`ReviewRejected`), and the amount is taken back
-//!   off the payer's daily outflow if it is still the same UTC day.
+//!   off the payer's daily outflow if it is still the same UTC day. A held quote stays
+//!   used: the payer asks for a new one.
 //!
 //! A decision is idempotent by its hold: repeating it replays the outcome
 //! (`Event::Replayed`), the opposite decision is `HoldDecided`. Decided holds are
@@ -26,6 +34,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::Engine;
+use super::crossborder::{HeldCrossBorder, HeldPlan, HeldQuote};
 use super::payments::{PaymentKind, PaymentRecord, PaymentState};
 use super::risk::RuleViolation;
 use crate::command::{CommandKind, ReviewDecision, SplitLeg};
@@ -37,10 +46,23 @@ use crate::money::Amount;
 /// What a held payment will do if approved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum HeldPayment {
-    Transfer { payee: AccountId },
-    Authorize { payee: AccountId, expires_at: Timestamp },
-    Split { legs: Vec<SplitLeg> },
-    Withdraw { reference: Reference },
+    Transfer {
+        payee: AccountId,
+    },
+    Authorize {
+        payee: AccountId,
+        expires_at: Timestamp,
+    },
+    Split {
+        legs: Vec<SplitLeg>,
+    },
+    Withdraw {
+        reference: Reference,
+    },
+    /// A `PayCrossBorder`: routed again at the decision.
+    CrossBorder(HeldCrossBorder),
+    /// An `ExecuteQuote`: the quote's terms, executed at the decision.
+    ExecuteQuote(HeldQuote),
 }
 
 impl HeldPayment {
@@ -50,13 +72,18 @@ impl HeldPayment {
             HeldPayment::Authorize { .. } => CommandKind::Authorize,
             HeldPayment::Split { .. } => CommandKind::SplitPayment,
             HeldPayment::Withdraw { .. } => CommandKind::Withdraw,
+            HeldPayment::CrossBorder(_) => CommandKind::PayCrossBorder,
+            HeldPayment::ExecuteQuote(_) => CommandKind::ExecuteQuote,
         }
     }
 
     /// The one payee named in events (none for a withdrawal or a split payment).
     pub(crate) fn payee(&self) -> Option<AccountId> {
         match self {
-            HeldPayment::Transfer { payee } | HeldPayment::Authorize { payee, .. } => Some(*payee),
+            HeldPayment::Transfer { payee }
+            | HeldPayment::Authorize { payee, .. }
+            | HeldPayment::CrossBorder(HeldCrossBorder { payee, .. })
+            | HeldPayment::ExecuteQuote(HeldQuote { payee, .. }) => Some(*payee),
             HeldPayment::Split { .. } | HeldPayment::Withdraw { .. } => None,
         }
     }
@@ -239,44 +266,58 @@ impl Engine {
 
     fn reject(&mut self, id: HoldId, hold: &ReviewHold, out: &mut Vec<Event>) -> Outcome {
         self.ledger.release(hold.payer, hold.asset, hold.amount);
-        if let Some(state) = self.ledger.get_mut(hold.payer) {
-            state.risk_mut().give_back(hold.created_at, hold.asset, hold.amount);
-        }
+        self.take_back_outflow(hold.payer, hold.created_at, hold.asset, hold.amount);
         let (payer, payee, asset, amount) = (hold.payer, hold.payment.payee(), hold.asset, hold.amount);
         out.push(Event::ReviewRejected { hold: id, payer, payee, asset, amount });
         Outcome::Accepted { payment: None }
     }
 
-    /// Makes the held payment, from the hold; checks first, so `Err` changes nothing.
-    fn approve(&mut self, id: HoldId, hold: &ReviewHold, out: &mut Vec<Event>) -> Result<Outcome, RejectReason> {
+    /// Every check approving `hold` needs (not the rules: the operator decided), and a
+    /// cross-border payment's plan on the books of now. `Err` changes nothing.
+    fn check_approval(&mut self, hold: &ReviewHold, out: &mut Vec<Event>) -> Result<Option<HeldPlan>, RejectReason> {
         let (payer, asset, amount) = (hold.payer, hold.asset, hold.amount);
         self.require_movable(payer)?;
-        match &hold.payment {
-            HeldPayment::Transfer { payee } | HeldPayment::Authorize { payee, .. } => {
-                self.require_movable(*payee)?;
-            }
-            HeldPayment::Split { legs } => {
-                for leg in legs {
-                    self.require_movable(leg.payee)?;
-                }
-            }
-            HeldPayment::Withdraw { .. } => {}
-        }
         let room = match &hold.payment {
-            HeldPayment::Transfer { .. } => self.payments.has_room(1),
-            HeldPayment::Authorize { expires_at, .. } => {
+            HeldPayment::Transfer { payee } => {
+                self.require_movable(*payee)?;
+                self.payments.has_room(1)
+            }
+            HeldPayment::Authorize { payee, expires_at } => {
+                self.require_movable(*payee)?;
                 if *expires_at <= self.now {
                     return Err(RejectReason::InvalidExpiry);
                 }
                 self.payments.has_room_for_authorization()
             }
-            HeldPayment::Split { legs } => self.payments.has_room(legs.len()),
+            HeldPayment::Split { legs } => {
+                for leg in legs {
+                    self.require_movable(leg.payee)?;
+                }
+                self.payments.has_room(legs.len())
+            }
             HeldPayment::Withdraw { .. } => true,
+            HeldPayment::CrossBorder(payment) => {
+                return self.plan_held_payment(payment, payer, (asset, amount), out).map(Some);
+            }
+            HeldPayment::ExecuteQuote(quote) => {
+                return self.plan_held_quote(quote, payer, (asset, amount), out).map(Some);
+            }
         };
         if !room {
             return Err(RejectReason::CapacityExceeded);
         }
+        Ok(None)
+    }
+
+    /// Makes the held payment, from the hold; checks first, so `Err` changes nothing.
+    fn approve(&mut self, id: HoldId, hold: &ReviewHold, out: &mut Vec<Event>) -> Result<Outcome, RejectReason> {
+        let (payer, asset, amount) = (hold.payer, hold.asset, hold.amount);
+        let planned = self.check_approval(hold, out)?;
         out.push(Event::ReviewApproved { hold: id, payer, payee: hold.payment.payee(), asset, amount });
+        if let Some(planned) = planned {
+            let payment = self.pay_held(&planned, amount, hold.created_at, out);
+            return Ok(Outcome::Accepted { payment: Some(payment) });
+        }
         let payment = match &hold.payment {
             HeldPayment::Transfer { payee } => {
                 let payment = self.pay_from_hold(PaymentKind::Transfer, payer, *payee, asset, amount);
@@ -300,6 +341,9 @@ impl Engine {
                 self.ledger.withdraw_held(payer, asset, amount);
                 out.push(Event::Withdrawn { account: payer, asset, amount, reference: *reference });
                 None
+            }
+            HeldPayment::CrossBorder(_) | HeldPayment::ExecuteQuote(_) => {
+                unreachable!("a cross-border approval is planned by check_approval")
             }
         };
         Ok(Outcome::Accepted { payment })

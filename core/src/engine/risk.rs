@@ -1,9 +1,10 @@
 //! Enforcement of the rules in effect (`engine::rules`) on payments and orders.
 //!
-//! Payments (transfers, authorizations, split payments, withdrawals; and whatever
-//! else sends money out, through `check_outflow` / `record_outflow`) are checked after
-//! every other check has passed, in this order, against the payer's rules unless
-//! said otherwise:
+//! Payments (transfers, authorizations, split payments, withdrawals, quote executions
+//! and cross-border payments, these on what the payer sends in the source asset; and
+//! whatever else sends money out, through `check_outflow` / `record_outflow`) are
+//! checked after every other check has passed, in this order, against the payer's
+//! rules unless said otherwise:
 //! 1. blocked counterparty: the payer's lists name a payee, or a payee's lists (its
 //!    own version and tier) name the payer;
 //! 2. `max_single_payment` (a split payment's total);
@@ -14,6 +15,8 @@
 //!
 //! Orders: `max_order_notional` (by quote asset) and `max_open_orders` (only for an
 //! order that may rest), checked after every other check, before anything is held.
+//!
+//! Quotes move no money: only rule 1 refuses them (`engine::crossborder`).
 //!
 //! A refusal is `Event::RuleViolated` (rule, version, whose rules) followed by
 //! `Rejected { reason: RuleViolation }`. Captures, voids and refunds are not checked:
@@ -26,7 +29,7 @@
 use super::Engine;
 use crate::command::CommandKind;
 use crate::event::{Event, RejectReason};
-use crate::ids::{AccountId, AssetId, KycTier, RuleVersion};
+use crate::ids::{AccountId, AssetId, KycTier, RuleVersion, Timestamp};
 use crate::money::Amount;
 use crate::rules::{CompiledRules, RuleKind};
 
@@ -104,6 +107,15 @@ impl Engine {
         let now = self.now;
         if let Some(state) = self.ledger.get_mut(account) {
             state.risk_mut().record(now, asset, amount);
+        }
+    }
+
+    /// Takes `amount` of `asset` back off `account`'s outflow of the day of `at` (a held
+    /// payment rejected, or made for less than was held), if that day is still the one
+    /// counted.
+    pub(super) fn take_back_outflow(&mut self, account: AccountId, at: Timestamp, asset: AssetId, amount: Amount) {
+        if let Some(state) = self.ledger.get_mut(account) {
+            state.risk_mut().give_back(at, asset, amount);
         }
     }
 

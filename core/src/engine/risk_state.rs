@@ -6,20 +6,23 @@
 use std::collections::BTreeMap;
 
 use super::Engine;
+use super::crossborder::{HeldCrossBorder, HeldQuote};
 use super::review::{Decision, HeldPayment, ReviewBook, ReviewHold};
 use super::rules::{PublishedVersion, RuleBook, RuleChange, RuleChangeKind};
 use super::state::StateError;
 use crate::account::Account;
 use crate::asset::AssetTable;
-use crate::command::SplitLeg;
+use crate::command::{CrossBorderAmount, RateLimit, SplitLeg};
 use crate::event::Outcome;
-use crate::ids::{AccountId, AssetId, HoldId, Reference, RuleVersion, Seq, Timestamp};
-use crate::limits::{ROLLOUT_BUCKETS, SPLIT_LEGS_MAX};
+use crate::ids::{AccountId, AssetId, HoldId, QuoteId, Reference, RuleVersion, Seq, Timestamp};
+use crate::limits::{ROLLOUT_BUCKETS, ROUTE_HOPS_MAX, SPLIT_LEGS_MAX};
+use crate::market::Market;
 use crate::money::Amount;
 use crate::risk::RiskCounters;
 use crate::rules::{RuleSet, compile};
 use crate::state::{
-    EngineState, ReviewHoldRow, ReviewLegRow, RiskCounterRow, RiskOutflowRow, RiskPaymentTimeRow, RuleChangeRow,
+    EngineState, ReviewCrossBorderRow, ReviewHoldRow, ReviewLegRow, RiskCounterRow, RiskOutflowRow, RiskPaymentTimeRow,
+    RuleChangeRow,
 };
 
 fn bad(what: impl Into<String>) -> StateError {
@@ -56,6 +59,7 @@ pub(super) fn export(engine: &Engine, state: &mut EngineState) {
                 amount: leg.amount.minor_units(),
             }));
         }
+        state.review_crossborder.extend(crossborder_row(id, &hold.payment));
     }
     state.next_hold_id = engine.reviews.next_id();
 }
@@ -82,6 +86,8 @@ fn hold_row(id: HoldId, hold: &ReviewHold) -> ReviewHoldRow {
         HeldPayment::Authorize { payee, expires_at } => (1, payee.get(), expires_at.as_nanos(), String::new()),
         HeldPayment::Split { .. } => (2, 0, 0, String::new()),
         HeldPayment::Withdraw { reference } => (3, 0, 0, reference.as_str().to_owned()),
+        HeldPayment::CrossBorder(payment) => (4, payment.payee.get(), 0, String::new()),
+        HeldPayment::ExecuteQuote(quote) => (5, quote.payee.get(), quote.expires_at.as_nanos(), String::new()),
     };
     let (decision, decided_at, (outcome, outcome_value)) = match hold.decision {
         None => (0, 0, (0, 0)),
@@ -103,6 +109,107 @@ fn hold_row(id: HoldId, hold: &ReviewHold) -> ReviewHoldRow {
         outcome,
         outcome_value,
     }
+}
+
+/// The cross-border terms of a held payment, if it is one.
+fn crossborder_row(id: HoldId, payment: &HeldPayment) -> Option<ReviewCrossBorderRow> {
+    let empty = ReviewCrossBorderRow {
+        hold: id.get(),
+        to: 0,
+        amount_mode: 0,
+        amount: 0,
+        limit_mode: 0,
+        limit: 0,
+        max_hops: 0,
+        quote: 0,
+        hops: 0,
+        markets: [0; ROUTE_HOPS_MAX],
+        receive: 0,
+    };
+    match payment {
+        HeldPayment::CrossBorder(payment) => {
+            let ((amount_mode, amount), (limit_mode, limit)) = (payment.amount.code(), payment.limit.code());
+            let (to, max_hops) = (payment.to.get(), payment.max_hops);
+            Some(ReviewCrossBorderRow { to, amount_mode, amount, limit_mode, limit, max_hops, ..empty })
+        }
+        HeldPayment::ExecuteQuote(quote) => {
+            let mut markets = [0; ROUTE_HOPS_MAX];
+            for (slot, market) in markets.iter_mut().zip(quote.route.markets()) {
+                *slot = market.get();
+            }
+            let hops = quote.route.hops() as u8;
+            let (to, receive) = (quote.to.get(), quote.receive.minor_units());
+            Some(ReviewCrossBorderRow { to, quote: quote.quote.get(), hops, markets, receive, ..empty })
+        }
+        HeldPayment::Transfer { .. }
+        | HeldPayment::Authorize { .. }
+        | HeldPayment::Split { .. }
+        | HeldPayment::Withdraw { .. } => None,
+    }
+}
+
+/// What a hold's rows say it will do if approved (its split legs and cross-border
+/// terms already matched to it).
+fn held_payment(
+    row: &ReviewHoldRow,
+    legs: Vec<SplitLeg>,
+    terms: Option<&ReviewCrossBorderRow>,
+    (assets, markets, state): (&AssetTable, &[Market], &EngineState),
+    known_account: &impl Fn(u32) -> bool,
+) -> Result<HeldPayment, String> {
+    let payee = AccountId::new(row.payee);
+    Ok(match (row.kind, terms) {
+        (0 | 1 | 4 | 5, _) if !known_account(row.payee) || row.payee == row.payer => {
+            return Err("unknown payee".to_owned());
+        }
+        (0, _) => HeldPayment::Transfer { payee },
+        (1, _) => HeldPayment::Authorize { payee, expires_at: Timestamp::from_nanos(row.expires_at) },
+        (2, _) if (1..=SPLIT_LEGS_MAX).contains(&legs.len()) => HeldPayment::Split { legs },
+        (3, _) => HeldPayment::Withdraw { reference: Reference::new(&row.reference).ok_or("reference")? },
+        (4 | 5, Some(terms)) if assets.contains(AssetId::new(terms.to)) => {
+            held_crossborder(row, terms, markets, state.crossborder.next_quote_id)?
+        }
+        _ => return Err("kind, legs or assets".to_owned()),
+    })
+}
+
+/// A hold's decision from its row: `None` while pending.
+fn decision_of(row: &ReviewHoldRow) -> Result<Option<Decision>, &'static str> {
+    match row.decision {
+        0 => Ok(None),
+        1 | 2 => Ok(Some(Decision {
+            approve: row.decision == 1,
+            at: Timestamp::from_nanos(row.decided_at),
+            outcome: Outcome::from_code(row.outcome, row.outcome_value).ok_or("outcome")?,
+        })),
+        _ => Err("decision"),
+    }
+}
+
+/// A held cross-border payment (kind 4) or quote execution (kind 5) from its rows.
+fn held_crossborder(
+    row: &ReviewHoldRow,
+    terms: &ReviewCrossBorderRow,
+    markets: &[Market],
+    next_quote_id: u64,
+) -> Result<HeldPayment, String> {
+    let (payee, from, to) = (AccountId::new(row.payee), AssetId::new(row.asset), AssetId::new(terms.to));
+    if row.kind == 4 {
+        let amount = CrossBorderAmount::from_code(terms.amount_mode, terms.amount).ok_or("cross-border amount")?;
+        let limit = RateLimit::from_code(terms.limit_mode, terms.limit).ok_or("cross-border limit")?;
+        let max_hops = terms.max_hops;
+        if max_hops == 0 || usize::from(max_hops) > ROUTE_HOPS_MAX || from == to {
+            return Err("hop limit or assets".to_owned());
+        }
+        return Ok(HeldPayment::CrossBorder(HeldCrossBorder { payee, to, amount, limit, max_hops }));
+    }
+    if terms.quote == 0 || terms.quote >= next_quote_id {
+        return Err("a quote id not issued".to_owned());
+    }
+    let route = super::state::restore_route(terms.hops, &terms.markets, (from, to), markets)?;
+    let receive = Amount::new(terms.receive).filter(|amount| !amount.is_zero()).ok_or("quote receive")?;
+    let (quote, expires_at) = (QuoteId::new(terms.quote), Timestamp::from_nanos(row.expires_at));
+    Ok(HeldPayment::ExecuteQuote(HeldQuote { quote, payee, to, route, receive, expires_at }))
 }
 
 /// The rule book from its rows: every version compiled again against `assets`.
@@ -198,10 +305,12 @@ pub(super) fn restore_counters(
 pub(super) fn restore_reviews(
     state: &EngineState,
     assets: &AssetTable,
+    markets: &[Market],
     known_account: impl Fn(u32) -> bool,
 ) -> Result<ReviewBook, StateError> {
     let mut holds = BTreeMap::new();
     let mut legs = state.review_legs.iter().peekable();
+    let mut crossborder = state.review_crossborder.iter().peekable();
     for row in &state.review_holds {
         let id = HoldId::new(row.id);
         let what = |problem: &str| bad(format!("review hold {}: {problem}", row.id));
@@ -225,24 +334,13 @@ pub(super) fn restore_reviews(
         if (row.kind == 2) == held_legs.is_empty() || (row.kind == 2 && legs_total != Some(amount)) {
             return Err(what("legs that do not belong to it or do not add up to its amount"));
         }
-        let payee = AccountId::new(row.payee);
-        let payment = match row.kind {
-            0 | 1 if !known_account(row.payee) => return Err(what("unknown payee")),
-            0 => HeldPayment::Transfer { payee },
-            1 => HeldPayment::Authorize { payee, expires_at: Timestamp::from_nanos(row.expires_at) },
-            2 if (1..=SPLIT_LEGS_MAX).contains(&held_legs.len()) => HeldPayment::Split { legs: held_legs },
-            3 => HeldPayment::Withdraw { reference: Reference::new(&row.reference).ok_or_else(|| what("reference"))? },
-            _ => return Err(what("kind or legs")),
-        };
-        let decision = match row.decision {
-            0 => None,
-            1 | 2 => Some(Decision {
-                approve: row.decision == 1,
-                at: Timestamp::from_nanos(row.decided_at),
-                outcome: Outcome::from_code(row.outcome, row.outcome_value).ok_or_else(|| what("outcome"))?,
-            }),
-            _ => return Err(what("decision")),
-        };
+        let terms = crossborder.next_if(|terms| terms.hold == row.id);
+        if matches!(row.kind, 4 | 5) != terms.is_some() {
+            return Err(what("cross-border terms that do not belong to it"));
+        }
+        let payment = held_payment(row, held_legs, terms, (assets, markets, state), &known_account)
+            .map_err(|problem| what(&problem))?;
+        let decision = decision_of(row).map_err(what)?;
         let version = RuleVersion::new(row.version);
         let created_at = Timestamp::from_nanos(row.created_at);
         holds.insert(
@@ -258,8 +356,8 @@ pub(super) fn restore_reviews(
             },
         );
     }
-    if legs.next().is_some() {
-        return Err(bad("review legs of unknown holds, or out of order"));
+    if legs.next().is_some() || crossborder.next().is_some() {
+        return Err(bad("review legs or cross-border terms of unknown holds, or out of order"));
     }
     if state.next_hold_id == 0 {
         return Err(bad("hold ids start at 1"));

@@ -118,6 +118,7 @@ impl Engine {
             risk_payment_times: Vec::new(),
             review_holds: Vec::new(),
             review_legs: Vec::new(),
+            review_crossborder: Vec::new(),
             next_hold_id: 1,
             crossborder: CrossBorderRow {
                 max_hops: self.crossborder.max_hops,
@@ -171,7 +172,7 @@ impl Engine {
         let idempotency = restore_idempotency(&state.idempotency, known_account)?;
         let markets = state.markets.iter().map(|row| restore_market(row, &assets)).collect::<Result<Vec<_>, _>>()?;
         let rules = super::risk_state::restore_rules(state, &assets)?;
-        let reviews = super::risk_state::restore_reviews(state, &assets, known_account)?;
+        let reviews = super::risk_state::restore_reviews(state, &assets, &markets, known_account)?;
         let crossborder = CrossBorderConfig {
             max_hops: state.crossborder.max_hops,
             quote_ttl: Timestamp::from_nanos(state.crossborder.quote_ttl_ns),
@@ -431,23 +432,12 @@ fn restore_quotes(
     let mut quotes = Vec::with_capacity(state.quotes.len());
     for row in &state.quotes {
         let id = row.id;
-        let markets_of_route: Vec<MarketId> = row
-            .markets
-            .get(..usize::from(row.hops))
-            .unwrap_or(&[])
-            .iter()
-            .map(|&market| MarketId::new(market))
-            .collect();
-        let route = Route::new(&markets_of_route)
-            .filter(|route| row.markets[route.hops()..].iter().all(|&market| market == 0))
-            .ok_or_else(|| bad(format!("quote {id} has a route of {} markets", row.hops)))?;
         let (from, to) = (AssetId::new(row.from), AssetId::new(row.to));
-        let ends_in = route
-            .legs(from, |market| markets.get(market.index()).map(Market::spec))
-            .map(|legs| legs[route.hops() - 1].1);
-        if !assets.contains(from) || ends_in != Some(to) || from == to {
-            return Err(bad(format!("quote {id}: its route does not convert its assets")));
+        if !assets.contains(from) {
+            return Err(bad(format!("quote {id}: unknown asset {from}")));
         }
+        let route = restore_route(row.hops, &row.markets, (from, to), markets)
+            .map_err(|problem| bad(format!("quote {id}: {problem}")))?;
         if !known_account(row.payer) || !known_account(row.payee) || row.payer == row.payee {
             return Err(bad(format!("quote {id} names unknown or equal accounts")));
         }
@@ -469,4 +459,25 @@ fn restore_quotes(
     }
     QuoteBook::restore(state.crossborder.next_quote_id, quotes.into_iter())
         .ok_or_else(|| bad("a quote id repeats or is not below the next quote id"))
+}
+
+/// A route as rows keep it (`hops` markets, first leg first, `ids[hops..]` zero) that
+/// converts `from` into `to` over `markets`; what is wrong otherwise.
+pub(super) fn restore_route(
+    hops: u8,
+    ids: &[u32; crate::limits::ROUTE_HOPS_MAX],
+    (from, to): (AssetId, AssetId),
+    markets: &[Market],
+) -> Result<Route, String> {
+    let ids_of_route: Vec<MarketId> =
+        ids.get(..usize::from(hops)).unwrap_or(&[]).iter().map(|&market| MarketId::new(market)).collect();
+    let route = Route::new(&ids_of_route)
+        .filter(|route| ids[route.hops()..].iter().all(|&market| market == 0))
+        .ok_or_else(|| format!("a route of {hops} markets"))?;
+    let ends_in =
+        route.legs(from, |market| markets.get(market.index()).map(Market::spec)).map(|legs| legs[route.hops() - 1].1);
+    if ends_in != Some(to) || from == to {
+        return Err("its route does not convert its assets".to_owned());
+    }
+    Ok(route)
 }
