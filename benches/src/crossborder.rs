@@ -22,7 +22,7 @@
 //!   levels (so a 2-hop pair also has 2 to 3 competing routes, and a 1-hop pair its
 //!   direct market and the route through USD).
 //! - **Setup** (never timed): `--accounts` payers (default 1,000; tiers 0 and 1
-//!   alternate), each funded with 1,000,000 USD worth of every currency; the makers
+//!   alternate), each funded with 4,000,000 USD worth of every currency; the makers
 //!   funded and their 3,200 orders resting.
 //! - **Stream** (`--ops` measured commands, generated in full before any timing): a
 //!   payer and a payee at random, a currency pair of the class at random, send or

@@ -113,7 +113,7 @@ const LEVEL_STEP: f64 = 0.000_1;
 const FEES: [(u16, u16); 2] = [(1, 5), (1, 3)];
 /// Deposited into every payer in every currency, and into every maker in both of its
 /// market's currencies.
-const PAYER_USD: f64 = 1_000_000.0;
+const PAYER_USD: f64 = 4_000_000.0;
 const MAKER_USD: f64 = 500_000_000.0;
 /// Payments are worth 10 to 5,000 USD (log-uniform), and one in fifty 20,000 to 200,000.
 const PAYMENT_USD: (f64, f64) = (10.0, 5_000.0);
