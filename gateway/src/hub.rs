@@ -324,8 +324,11 @@ impl Hub {
             let spec =
                 (item.kind == CommandKind::AddMarket).then(|| self.new_markets.lock().remove(&item.token)).flatten();
             view.apply(item.seq, item.timestamp, events, spec.as_ref());
-            if matches!(item.kind, CommandKind::PublishRules | CommandKind::ActivateRules | CommandKind::RollbackRules) {
-                let rules = (item.kind == CommandKind::PublishRules).then(|| self.new_rules.lock().remove(&item.token)).flatten();
+            if matches!(item.kind, CommandKind::PublishRules | CommandKind::ActivateRules | CommandKind::RollbackRules)
+            {
+                let rules = (item.kind == CommandKind::PublishRules)
+                    .then(|| self.new_rules.lock().remove(&item.token))
+                    .flatten();
                 view.apply_rules(events, rules.as_ref());
             }
             if spec.is_some() {

@@ -34,7 +34,8 @@ async fn rules_are_published_activated_enforced_reviewed_diffed_and_rolled_back(
 
     // Above the review threshold: held, then approved.
     let held = ok(admin.call("transfer", json!({"by": a, "to": b, "asset": "USD", "amount": "600.00", "key": "t3"})));
-    let hold_event = held["events"].as_array().unwrap().iter().find(|e| e["type"] == "held_for_review").unwrap().clone();
+    let hold_event =
+        held["events"].as_array().unwrap().iter().find(|e| e["type"] == "held_for_review").unwrap().clone();
     let hold = hold_event["hold"].as_u64().unwrap();
     assert_eq!(balance(&mut admin, b, "USD").await, Some(("1500.00".into(), "0.00".into())), "not paid while held");
     let approved = ok(admin.call("review_decision", json!({"hold": hold, "approve": true})));

@@ -311,7 +311,11 @@ impl Op {
 /// A cross-border amount from random bits: send or receive, sometimes zero.
 fn cross_border_amount(c: u64) -> CrossBorderAmount {
     let minor_units = amount((c >> 4) % 200_000);
-    if (c >> 3).is_multiple_of(2) { CrossBorderAmount::Send(minor_units) } else { CrossBorderAmount::Receive(minor_units) }
+    if (c >> 3).is_multiple_of(2) {
+        CrossBorderAmount::Send(minor_units)
+    } else {
+        CrossBorderAmount::Receive(minor_units)
+    }
 }
 
 /// A deterministic stream for the runtime, whose clock is the wall clock: expiries

@@ -520,26 +520,41 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
             let p: PublishRulesParams = params(op, body)?;
             let rules = match (p.rules, p.rules_toml) {
                 (Some(rules), None) => rules,
-                (None, Some(text)) => bourse_core::rules::RuleSet::from_toml_str(&text).map_err(|error| invalid(format!("rules_toml: {error}")))?,
-                _ => return Err(invalid("give the rule set as `rules` (JSON) or `rules_toml` (TOML text), one of them")),
+                (None, Some(text)) => bourse_core::rules::RuleSet::from_toml_str(&text)
+                    .map_err(|error| invalid(format!("rules_toml: {error}")))?,
+                _ => {
+                    return Err(invalid("give the rule set as `rules` (JSON) or `rules_toml` (TOML text), one of them"));
+                }
             };
             command(Command::PublishRules(bourse_core::command::PublishRules { rules }), None, Permission::Admin)
         }
         "activate_rules" => {
             let p: ActivateRulesParams = params(op, body)?;
-            let share_bps = p.share_bps.map_or(Ok(10_000), |share| u16::try_from(share.0)).ok().filter(|share| *share <= 10_000);
+            let share_bps =
+                p.share_bps.map_or(Ok(10_000), |share| u16::try_from(share.0)).ok().filter(|share| *share <= 10_000);
             let share_bps = share_bps.ok_or_else(|| invalid("share_bps must be 0 to 10000"))?;
-            let version = bourse_core::ids::RuleVersion::new(u32::try_from(p.version.0).map_err(|_| invalid("version is too large"))?);
-            command(Command::ActivateRules(bourse_core::command::ActivateRules { version, share_bps }), None, Permission::Admin)
+            let version = bourse_core::ids::RuleVersion::new(
+                u32::try_from(p.version.0).map_err(|_| invalid("version is too large"))?,
+            );
+            command(
+                Command::ActivateRules(bourse_core::command::ActivateRules { version, share_bps }),
+                None,
+                Permission::Admin,
+            )
         }
         "rollback_rules" => {
             let p: RollbackRulesParams = params(op, body)?;
-            let to_version = bourse_core::ids::RuleVersion::new(u32::try_from(p.to_version.0).map_err(|_| invalid("to_version is too large"))?);
+            let to_version = bourse_core::ids::RuleVersion::new(
+                u32::try_from(p.to_version.0).map_err(|_| invalid("to_version is too large"))?,
+            );
             command(Command::RollbackRules(bourse_core::command::RollbackRules { to_version }), None, Permission::Admin)
         }
         "review_decision" => {
             let p: ReviewParams = params(op, body)?;
-            let decision = bourse_core::command::ReviewDecision { hold: bourse_core::ids::HoldId::new(p.hold.0), approve: p.approve };
+            let decision = bourse_core::command::ReviewDecision {
+                hold: bourse_core::ids::HoldId::new(p.hold.0),
+                approve: p.approve,
+            };
             command(Command::ReviewDecision(decision), None, Permission::Admin)
         }
         "list_rules" => {

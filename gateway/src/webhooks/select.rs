@@ -30,8 +30,14 @@ pub const PAYMENT_REFUNDED: &str = "payment.refunded";
 pub const REVIEW_DECIDED: &str = "review.decided";
 
 /// Every notification type, as `events` filters and payloads name them.
-pub const EVENT_TYPES: &[&str] =
-    &[PAYMENT_RECEIVED, AUTHORIZATION_CAPTURED, AUTHORIZATION_VOIDED, AUTHORIZATION_EXPIRED, PAYMENT_REFUNDED, REVIEW_DECIDED];
+pub const EVENT_TYPES: &[&str] = &[
+    PAYMENT_RECEIVED,
+    AUTHORIZATION_CAPTURED,
+    AUTHORIZATION_VOIDED,
+    AUTHORIZATION_EXPIRED,
+    PAYMENT_REFUNDED,
+    REVIEW_DECIDED,
+];
 
 /// The notifications `event` gives: (the account told, the type), in that order.
 pub fn notifications(event: &Event) -> SmallVec<[(AccountId, &'static str); 2]> {
