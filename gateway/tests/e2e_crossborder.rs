@@ -367,12 +367,12 @@ async fn bad_input_scenario(rpc: &mut impl Rpc, payer: u64, payee: u64) {
     let transport = rpc.transport();
     let quote = |extra: Value| {
         let mut params = json!({"by": payer, "payee": payee, "from": "EUR", "to": "JPY"});
-        params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        params.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
         params
     };
     let refused = |reply: &Value, code: &str, mentions: &str| {
         rejected(reply, code);
-        let message = reply["error"]["message"].as_str().unwrap();
+        let message = reply["error"]["message"].as_str().expect("a message");
         assert!(message.contains(mentions), "{transport}: {code} should mention {mentions:?}: {reply}");
         assert!(
             reply.get("seq").is_none() || code == "unknown_quote",
