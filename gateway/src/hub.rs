@@ -442,12 +442,14 @@ pub fn concerned(event: &Event) -> SmallVec<[AccountId; 2]> {
         | Event::Voided { payer, payee, .. }
         | Event::AuthorizationExpired { payer, payee, .. }
         | Event::Refunded { payer, payee, .. }
-        | Event::QuoteLeg { payer, payee, .. }
-        | Event::QuoteRunnerUp { payer, payee, .. }
-        | Event::Quoted { payer, payee, .. }
-        | Event::CrossBorderLeg { payer, payee, .. }
         | Event::CrossBorderPaid { payer, payee, .. } => accounts.extend([payer, payee]),
-        Event::SplitPaid { payer, .. } | Event::RateMoved { payer, .. } => accounts.push(payer),
+        // A quote and the legs of a cross-border payment are the payer's business; the
+        // payee hears of the payment (`CrossBorderPaid`).
+        Event::SplitPaid { payer, .. }
+        | Event::QuoteLeg { payer, .. }
+        | Event::QuoteRunnerUp { payer, .. }
+        | Event::Quoted { payer, .. }
+        | Event::CrossBorderLeg { payer, .. } => accounts.push(payer),
         Event::Trade { maker_account, taker_account, .. } => accounts.extend([maker_account, taker_account]),
         Event::HeldForReview { payer, payee, .. }
         | Event::ReviewApproved { payer, payee, .. }
@@ -463,7 +465,8 @@ pub fn concerned(event: &Event) -> SmallVec<[AccountId; 2]> {
         | Event::RulesPublished { .. }
         | Event::RulesActivated { .. }
         | Event::RulesRolledBack { .. }
-        | Event::RuleViolated { .. } => {}
+        | Event::RuleViolated { .. }
+        | Event::RateMoved { .. } => {}
     }
     accounts
 }

@@ -418,16 +418,20 @@ impl ReadModel {
 #[cfg(test)]
 mod tests {
     use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, Side, TimeInForce};
-    use bourse_core::command::{AmendOrder, SequencedCommand};
+    use bourse_core::command::SequencedCommand;
+    use bourse_core::command::{AmendOrder, CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
     use bourse_core::command::{CancelOrder, Command, Deposit, OpenAccount, OrderRef, OrderSize, PlaceOrder, Transfer};
     use bourse_core::config::Config;
-    use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, Reference, Seq, Timestamp};
+    use bourse_core::event::Event;
+    use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, QuoteId, Reference, Seq, Timestamp};
     use bourse_core::money::Amount;
     use bourse_core::{Capacity, Engine};
     use proptest::prelude::*;
 
     use super::ReadModel;
 
+    /// Two markets sharing USD, so that cross-border payments route BTC→EUR (and back)
+    /// through two books, and USD↔EUR or BTC↔USD through one.
     const CONFIG: &str = r#"
 [[assets]]
 code = "USD"
@@ -435,6 +439,9 @@ scale = 2
 [[assets]]
 code = "BTC"
 scale = 8
+[[assets]]
+code = "EUR"
+scale = 2
 [[markets]]
 base = "BTC"
 quote = "USD"
@@ -443,20 +450,43 @@ tick = 1
 qty_min = 1
 qty_max = 1000
 fees = [{ maker_bps = 10, taker_bps = 20 }]
+[[markets]]
+base = "EUR"
+quote = "USD"
+lot = 100
+tick = 1
+qty_min = 1
+qty_max = 1000
+fees = [{ maker_bps = 10, taker_bps = 20 }]
 "#;
     const ACCOUNTS: u32 = 4;
+    const ASSETS: u64 = 3;
+    const MARKETS: u64 = 2;
+    /// About a lot's worth of each asset, in minor units (USD, BTC, EUR).
+    const UNITS: [u64; 3] = [50, 1_000_000, 100];
 
-    /// Small random commands on four funded accounts: orders that cross, cancels and
-    /// amends by id and client id, transfers.
+    /// Small random commands on four funded accounts: orders that cross on either
+    /// market, cancels and amends by id and client id, transfers, and cross-border
+    /// quotes, quote executions and direct payments (which take from the same books).
     fn command(op: (u8, u32, u64, u64, bool)) -> Command {
         let (kind, account, a, b, flag) = op;
         let by = AccountId::new(account % ACCOUNTS);
+        let payee = AccountId::new((account + 1) % ACCOUNTS);
         let side = if flag { Side::Buy } else { Side::Sell };
         let client = ClientOrderId::new(u128::from(a % 6 + 1));
-        match kind % 5 {
+        // Two different assets, and one to six lots' worth of one of them.
+        let (from_index, to_index) = (a % ASSETS, (a % ASSETS + 1 + (b >> 3) % (ASSETS - 1)) % ASSETS);
+        let (from, to) = (AssetId::new(from_index as u16), AssetId::new(to_index as u16));
+        let lots = |asset: u64, count: u64| Amount::new(UNITS[asset as usize] * count).expect("small");
+        let how = if flag {
+            CrossBorderAmount::Send(lots(from_index, b % 6 + 1))
+        } else {
+            CrossBorderAmount::Receive(lots(to_index, b % 6 + 1))
+        };
+        match kind % 8 {
             0 | 1 => Command::PlaceOrder(PlaceOrder {
                 by,
-                market: MarketId::new(0),
+                market: MarketId::new(((a >> 8) % MARKETS) as u32),
                 side,
                 price: Price::new(100 + a % 8),
                 size: OrderSize::Qty(Qty::new(b % 5 + 1).expect("small")),
@@ -479,12 +509,41 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
                 price: if flag { Price::new(100 + b % 8) } else { None },
                 qty: Qty::new(b % 4 + 1),
             }),
-            _ => Command::Transfer(Transfer {
+            4 => Command::Transfer(Transfer {
                 by,
                 key: IdempotencyKey::new(u128::from(a) << 32 | u128::from(b)),
-                to: AccountId::new((account + 1) % ACCOUNTS),
-                asset: AssetId::new((a % 2) as u16),
+                to: payee,
+                asset: AssetId::new((a % ASSETS) as u16),
                 amount: Amount::new(b % 1_000 + 1).expect("small"),
+            }),
+            5 => Command::QuotePayment(QuotePayment {
+                by,
+                payee,
+                from,
+                to,
+                amount: how,
+                max_hops: None,
+                // Some quotes expire within a few commands (one nanosecond apart).
+                ttl: (b % 3 == 0).then(|| Timestamp::from_nanos(a % 20 + 1)),
+            }),
+            6 => Command::ExecuteQuote(ExecuteQuote {
+                by,
+                key: IdempotencyKey::new(u128::from(a) << 64 | u128::from(b)),
+                quote: QuoteId::new(a % 24 + 1),
+            }),
+            _ => Command::PayCrossBorder(PayCrossBorder {
+                by,
+                key: IdempotencyKey::new(u128::from(b) << 64 | u128::from(a)),
+                payee,
+                from,
+                to,
+                amount: how,
+                limit: if b % 2 == 0 {
+                    RateLimit::MinReceive(Amount::new(a % 5_000 + 1).expect("small"))
+                } else {
+                    RateLimit::MaxSend(lots(from_index, a % 12 + 1))
+                },
+                max_hops: None,
             }),
         }
     }
@@ -496,7 +555,7 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
                 owner: OwnerId::new(u64::from(account)),
                 kyc_tier: KycTier::new(0).expect("tier 0"),
             }));
-            for (asset, amount) in [(0_u16, 10_000_000_u64), (1, 10_000_000_000)] {
+            for (asset, amount) in [(0_u16, 10_000_000_u64), (1, 10_000_000_000), (2, 10_000_000)] {
                 commands.push(Command::Deposit(Deposit {
                     account: AccountId::new(account),
                     key: IdempotencyKey::new(u128::from(account) * 10 + u128::from(asset) + 1),
@@ -509,6 +568,70 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
         commands
     }
 
+    /// Applies `commands` to a fresh engine and keeps a model from their events;
+    /// returns both and how many cross-border payments completed.
+    fn run(commands: impl IntoIterator<Item = Command>) -> (Engine, ReadModel, usize) {
+        let config = Config::from_toml_str(CONFIG).unwrap();
+        let capacity = Capacity { accounts: 16, payments: 4_096, idempotency_keys: 4_096, orders: 1_024 };
+        let mut engine = Engine::with_capacity(&config, capacity);
+        let mut model = ReadModel::from_engine(&engine);
+        let mut events = Vec::new();
+        let mut paid = 0;
+        for (index, command) in funding().into_iter().chain(commands).enumerate() {
+            let seq = Seq::new(index as u64 + 1);
+            let timestamp = Timestamp::from_nanos(1_000_000_000 + index as u64);
+            events.clear();
+            engine.apply(&SequencedCommand { seq, timestamp, command }, &mut events);
+            model.apply(seq, timestamp, &events, None);
+            paid += events.iter().filter(|event| matches!(event, Event::CrossBorderPaid { .. })).count();
+        }
+        (engine, model, paid)
+    }
+
+    /// The model kept from events against one built from `engine` now.
+    fn same_as_the_engine(model: &ReadModel, engine: &Engine) -> Result<(), TestCaseError> {
+        let rebuilt = ReadModel::from_engine(engine);
+        prop_assert_eq!(model.account_count(), rebuilt.account_count());
+        for account in 0..ACCOUNTS {
+            let account = AccountId::new(account);
+            let (kept, built) = (model.account(account).unwrap(), rebuilt.account(account).unwrap());
+            prop_assert_eq!(&kept.balances, &built.balances);
+            prop_assert_eq!(model.open_orders(account), rebuilt.open_orders(account));
+            for order in rebuilt.open_orders(account) {
+                if let Some(client) = order.client_order_id {
+                    prop_assert_eq!(model.order_by_client(account, client), Some(&order));
+                }
+            }
+        }
+        prop_assert_eq!(model.markets().len(), rebuilt.markets().len());
+        for (kept, built) in model.markets().iter().zip(rebuilt.markets()) {
+            prop_assert_eq!(&kept.bids, &built.bids);
+            prop_assert_eq!(&kept.asks, &built.asks);
+            prop_assert_eq!(kept.market_seq, built.market_seq);
+            prop_assert_eq!(kept.bbo(), built.bbo());
+        }
+        Ok(())
+    }
+
+    /// The random mix below reaches cross-border payments only now and then; this one
+    /// makes sure a two-hop payment and an executed quote (BTC → USD → EUR, taking
+    /// from both books and resting orders' makers) keep the model equal.
+    #[test]
+    fn cross_border_payments_keep_the_model_equal_to_the_engine() {
+        // Account 1 bids for BTC (BTC-USD, 5 lots at 107) and asks EUR (EUR-USD, 5 lots
+        // at 101).
+        let bid_btc = (0_u8, 1_u32, 7_u64, 4_u64, true);
+        let ask_eur = (0_u8, 1_u32, (1 << 8) + 1, 4_u64, false);
+        // Account 0 quotes a payment to account 1 of BTC into EUR (send 2 lots of BTC),
+        // executes quote 1, then pays 2 lots directly, sending at most 2 lots.
+        let quote = (5_u8, 0_u32, 1_u64, 1_u64, true);
+        let execute = (6_u8, 0_u32, 0_u64, 0_u64, true);
+        let pay = (7_u8, 0_u32, 1_u64, 7_u64, true);
+        let (engine, model, paid) = run([bid_btc, ask_eur, quote, execute, pay].map(command));
+        assert_eq!(paid, 2, "the quote executed and the direct payment went through");
+        same_as_the_engine(&model, &engine).unwrap();
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -517,37 +640,8 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
         fn the_model_kept_from_events_equals_the_model_of_the_engine(
             ops in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()), 1..300)
         ) {
-            let config = Config::from_toml_str(CONFIG).unwrap();
-            let capacity = Capacity { accounts: 16, payments: 4_096, idempotency_keys: 4_096, orders: 1_024 };
-            let mut engine = Engine::with_capacity(&config, capacity);
-            let mut model = ReadModel::from_engine(&engine);
-            let mut events = Vec::new();
-            let commands = funding().into_iter().chain(ops.into_iter().map(command));
-            for (index, command) in commands.enumerate() {
-                let seq = Seq::new(index as u64 + 1);
-                let timestamp = Timestamp::from_nanos(1_000_000_000 + index as u64);
-                events.clear();
-                engine.apply(&SequencedCommand { seq, timestamp, command }, &mut events);
-                model.apply(seq, timestamp, &events, None);
-            }
-            let rebuilt = ReadModel::from_engine(&engine);
-            prop_assert_eq!(model.account_count(), rebuilt.account_count());
-            for account in 0..ACCOUNTS {
-                let account = AccountId::new(account);
-                let (kept, built) = (model.account(account).unwrap(), rebuilt.account(account).unwrap());
-                prop_assert_eq!(&kept.balances, &built.balances);
-                prop_assert_eq!(model.open_orders(account), rebuilt.open_orders(account));
-                for order in rebuilt.open_orders(account) {
-                    if let Some(client) = order.client_order_id {
-                        prop_assert_eq!(model.order_by_client(account, client), Some(&order));
-                    }
-                }
-            }
-            let (kept, built) = (&model.markets()[0], &rebuilt.markets()[0]);
-            prop_assert_eq!(&kept.bids, &built.bids);
-            prop_assert_eq!(&kept.asks, &built.asks);
-            prop_assert_eq!(kept.market_seq, built.market_seq);
-            prop_assert_eq!(kept.bbo(), built.bbo());
+            let (engine, model, _) = run(ops.into_iter().map(command));
+            same_as_the_engine(&model, &engine)?;
         }
     }
 }

@@ -536,3 +536,43 @@ fn batches_the_publisher_drops_are_derived_again_from_the_journal() {
     std::thread::sleep(QUIET);
     assert_eq!(receiver.delivered("/drop").len(), 5, "each exactly once");
 }
+
+#[test]
+fn a_cross_border_payment_notifies_its_payee_also_when_derived_from_the_journal() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Room for no batch: the notification is derived by replaying the journal.
+    let server = Server::start_with(&dir.path().join("data"), Some(&config("", "queue_events_max = 1\n")));
+    let mut admin = server.admin_http();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (maker, payer, merchant) = runtime.block_on(async {
+        let accounts =
+            (open_account(&mut admin, 1).await, open_account(&mut admin, 2).await, open_account(&mut admin, 3).await);
+        deposit(&mut admin, accounts.0, "JPY", "1000000").await;
+        deposit(&mut admin, accounts.1, "EUR", "1000.00").await;
+        accounts
+    });
+    register(&mut admin, &receiver, merchant, "/xb", None);
+    register(&mut admin, &receiver, payer, "/payer", None);
+    ok(admin
+        .call("place_order", json!({"by": maker, "market": "EUR-JPY", "side": "buy", "price": "160", "qty": "500"})));
+    // 1 lot of 100 EUR at 160: 16,000 JPY less the 2 bps taker fee (3.2 → 3).
+    let pay =
+        json!({"by": payer, "payee": merchant, "from": "EUR", "to": "JPY", "send": "100.00", "min_receive": "15997"});
+    let paid = ok(admin.call("pay_cross_border", pay));
+    let seq = paid["seq"].as_u64().unwrap();
+    let delivered = receiver.wait_delivered("/xb", 1);
+    assert_eq!(types(&delivered), ["crossborder.completed"]);
+    let body = &delivered[0].body;
+    assert_eq!((body["account"].as_u64(), body["seq"].as_u64()), (Some(merchant), Some(seq)));
+    assert_eq!(body["data"]["type"], "cross_border_paid");
+    assert_eq!((body["data"]["send"].as_str(), body["data"]["receive"].as_str()), (Some("100.00"), Some("15997")));
+    assert_eq!(body["data"]["route"], json!(["EUR-JPY"]));
+    assert_eq!(body["data"]["payment"], paid["result"]["payment"]);
+    let text = metrics(&server);
+    assert!(counter(&text, "bourse_webhook_journal_replays_total").unwrap() >= 1, "{text}");
+    // Like a transfer, the payment tells its payee, not the payer who sent it.
+    std::thread::sleep(QUIET);
+    assert!(receiver.delivered("/payer").is_empty(), "{:#?}", receiver.delivered("/payer"));
+    assert!(receiver.shared.0.lock().unwrap().bad_signatures.is_empty());
+}

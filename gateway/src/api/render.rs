@@ -7,7 +7,9 @@ use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, SelfTradePrevention
 use bourse_core::command::CommandKind;
 use bourse_core::event::{CancelReason, Event, Outcome, RejectReason};
 use bourse_core::ids::{AccountId, AssetId, Reference, Seq, Timestamp};
+use bourse_core::limits::ROUTE_HOPS_MAX;
 use bourse_core::money::Amount;
+use bourse_core::route::Route;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
@@ -66,6 +68,8 @@ fn payment_kind(kind: CommandKind) -> &'static str {
         CommandKind::Authorize => "authorize",
         CommandKind::SplitPayment => "split_payment",
         CommandKind::Withdraw => "withdraw",
+        CommandKind::ExecuteQuote => "execute_quote",
+        CommandKind::PayCrossBorder => "pay_cross_border",
         _ => "other",
     }
 }
@@ -122,8 +126,19 @@ impl<'a> Formatter<'a> {
     }
     /// An event as `viewer` may see it; `None` when it does not concern the viewer (or
     /// is market data, which has its own channels).
-    #[allow(clippy::too_many_lines)]
     pub fn event(&self, event: &Event, viewer: &Principal) -> Option<EventOut<'a>> {
+        self.event_in(event, viewer, None)
+    }
+
+    /// `event`, one of a command's events; `conversion` is the (from, to) of the
+    /// command's quote, which its runners-up do not repeat.
+    #[allow(clippy::too_many_lines)]
+    fn event_in(
+        &self,
+        event: &Event,
+        viewer: &Principal,
+        conversion: Option<(AssetId, AssetId)>,
+    ) -> Option<EventOut<'a>> {
         let sees = |account: AccountId| viewer.may_act_for(account);
         let either = |one: AccountId, other: AccountId| sees(one) || sees(other);
         let out = match *event {
@@ -340,6 +355,83 @@ impl<'a> Formatter<'a> {
             Event::RulesPublished { version } if viewer.is_admin() => {
                 EventOut::RulesPublished { version: version.get() }
             }
+            // Quotes are the payer's business; the payee hears of the payment.
+            Event::QuoteLeg {
+                quote,
+                payer,
+                leg,
+                market,
+                side: leg_side,
+                qty,
+                input,
+                output,
+                taker_fee,
+                remainder,
+                ..
+            } if sees(payer) => {
+                let leg = self.leg(market, leg_side, (leg, qty, input, output, taker_fee, remainder));
+                EventOut::QuoteLeg { quote: quote.get(), leg }
+            }
+            Event::QuoteRunnerUp { quote, payer, rank, route, send, receive, .. } if sees(payer) => {
+                let (from, to) = conversion.map_or((None, None), |(from, to)| (Some(from), Some(to)));
+                EventOut::QuoteRunnerUp {
+                    quote: quote.get(),
+                    rank,
+                    route: self.route(route),
+                    send: self.money_in(from, send),
+                    receive: self.money_in(to, receive),
+                    rate: self.rate(from, send, to, receive),
+                }
+            }
+            Event::Quoted { quote, payer, payee, from, to, send, receive, route, expires_at } if sees(payer) => {
+                EventOut::Quoted {
+                    quote: quote.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    from: self.code(from),
+                    to: self.code(to),
+                    send: self.money(from, send),
+                    receive: self.money(to, receive),
+                    rate: self.rate(Some(from), send, Some(to), receive),
+                    route: self.route(route),
+                    expires_at: Time(expires_at),
+                }
+            }
+            Event::CrossBorderLeg {
+                payment,
+                payer,
+                leg,
+                market,
+                side: leg_side,
+                order,
+                qty,
+                input,
+                output,
+                taker_fee,
+                remainder,
+                ..
+            } if sees(payer) => EventOut::CrossBorderLeg {
+                payment: payment.get(),
+                order_id: order.get(),
+                leg: self.leg(market, leg_side, (leg, qty, input, output, taker_fee, remainder)),
+            },
+            Event::CrossBorderPaid { payment, payer, payee, from, to, send, receive, route, surplus, quote }
+                if either(payer, payee) =>
+            {
+                EventOut::CrossBorderPaid {
+                    payment: payment.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    from: self.code(from),
+                    to: self.code(to),
+                    send: self.money(from, send),
+                    receive: self.money(to, receive),
+                    rate: self.rate(Some(from), send, Some(to), receive),
+                    route: self.route(route),
+                    surplus: self.money(from, surplus),
+                    quote: quote.map(bourse_core::ids::QuoteId::get),
+                }
+            }
             Event::RulesActivated { version, share_bps } if viewer.is_admin() => {
                 EventOut::RulesActivated { version: version.get(), share_bps }
             }
@@ -353,7 +445,133 @@ impl<'a> Formatter<'a> {
 
     /// The events of one delivery that `viewer` may see.
     pub fn events(&self, events: &[Event], viewer: &Principal) -> Vec<EventOut<'a>> {
-        events.iter().filter_map(|event| self.event(event, viewer)).collect()
+        let conversion = events.iter().rev().find_map(|event| match *event {
+            Event::Quoted { from, to, .. } => Some((from, to)),
+            _ => None,
+        });
+        events.iter().filter_map(|event| self.event_in(event, viewer, conversion)).collect()
+    }
+
+    /// One leg of a route: `numbers` is (index, lots, input, output, taker fee,
+    /// remainder), as the engine's leg events carry them.
+    fn leg(&self, market: MarketId, leg_side: Side, numbers: (u8, Qty, Amount, Amount, Amount, Amount)) -> LegOut<'a> {
+        let (index, qty, input, output, taker_fee, remainder) = numbers;
+        let spec = self.market(market).map(|view| &view.spec);
+        // A buy spends the quote currency for the base; a sell the other way round.
+        let (input_asset, output_asset) = match (spec, leg_side) {
+            (Some(spec), Side::Buy) => (Some(spec.quote), Some(spec.base)),
+            (Some(spec), Side::Sell) => (Some(spec.base), Some(spec.quote)),
+            (None, _) => (None, None),
+        };
+        let fee_asset = spec.map(|spec| spec.quote);
+        LegOut {
+            leg: index,
+            market: self.symbol_str(market),
+            side: side(leg_side),
+            qty: self.qty_of(market, qty),
+            input: self.money_in(input_asset, input),
+            input_asset: self.code_of(input_asset),
+            output: self.money_in(output_asset, output),
+            output_asset: self.code_of(output_asset),
+            taker_fee: self.money_in(fee_asset, taker_fee),
+            fee_asset: self.code_of(fee_asset),
+            remainder: self.money_in(output_asset, remainder),
+        }
+    }
+
+    /// The markets of a route, by symbol.
+    fn route(&self, route: Route) -> RouteOut<'a> {
+        let mut symbols = ["?"; ROUTE_HOPS_MAX];
+        for (slot, market) in symbols.iter_mut().zip(route.markets()) {
+            *slot = self.symbol_str(*market);
+        }
+        RouteOut { symbols, hops: route.hops() }
+    }
+
+    /// Whole units of `to` per whole unit of `from` (`null` when unknown).
+    fn rate(&self, from: Option<AssetId>, send: Amount, to: Option<AssetId>, receive: Amount) -> Option<Money> {
+        let (from, to) = (from?, to?);
+        bourse_core::route::rate(self.view.assets(), from, send, to, receive).map(Money::Decimal)
+    }
+
+    /// A quote's or a cross-border payment's summary, from the command's events:
+    /// `None` for any other command.
+    fn cross_border(&self, events: &[Event]) -> Option<CrossBorderOut<'a>> {
+        let summary =
+            events.iter().rev().find(|event| matches!(event, Event::Quoted { .. } | Event::CrossBorderPaid { .. }));
+        match *summary? {
+            Event::Quoted { quote, payer, payee, from, to, send, receive, route: _, expires_at } => {
+                let legs = events.iter().filter_map(|event| match *event {
+                    Event::QuoteLeg { market, side, leg, qty, input, output, taker_fee, remainder, .. } => {
+                        Some(self.leg(market, side, (leg, qty, input, output, taker_fee, remainder)))
+                    }
+                    _ => None,
+                });
+                let runners_up = events.iter().filter_map(|event| match *event {
+                    Event::QuoteRunnerUp { rank, route, send, receive, .. } => Some(RunnerUpOut {
+                        rank,
+                        route: self.route(route),
+                        send: self.money(from, send),
+                        receive: self.money(to, receive),
+                        rate: self.rate(Some(from), send, Some(to), receive),
+                    }),
+                    _ => None,
+                });
+                Some(CrossBorderOut::Quote {
+                    quote: quote.get(),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    from: self.code(from),
+                    to: self.code(to),
+                    send: self.money(from, send),
+                    receive: self.money(to, receive),
+                    rate: self.rate(Some(from), send, Some(to), receive),
+                    expires_at: Time(expires_at),
+                    route: legs.collect(),
+                    runners_up: runners_up.collect(),
+                })
+            }
+            Event::CrossBorderPaid { payer, payee, from, to, send, receive, surplus, quote, .. } => {
+                let legs = events.iter().filter_map(|event| match *event {
+                    Event::CrossBorderLeg {
+                        market,
+                        side,
+                        leg,
+                        order,
+                        qty,
+                        input,
+                        output,
+                        taker_fee,
+                        remainder,
+                        ..
+                    } => {
+                        let leg = self.leg(market, side, (leg, qty, input, output, taker_fee, remainder));
+                        Some(PaidLegOut { order_id: order.get(), leg })
+                    }
+                    _ => None,
+                });
+                Some(CrossBorderOut::Paid {
+                    quote: quote.map(bourse_core::ids::QuoteId::get),
+                    payer: payer.get(),
+                    payee: payee.get(),
+                    from: self.code(from),
+                    to: self.code(to),
+                    send: self.money(from, send),
+                    receive: self.money(to, receive),
+                    rate: self.rate(Some(from), send, Some(to), receive),
+                    surplus: self.money(from, surplus),
+                    route: legs.collect(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn code_of(&self, asset: Option<AssetId>) -> Code {
+        asset.map_or(Code(None), |asset| self.code(asset))
+    }
+    fn money_in(&self, asset: Option<AssetId>, amount: Amount) -> Money {
+        asset.map_or(Money::raw(amount), |asset| self.money(asset, amount))
     }
 
     fn code(&self, asset: AssetId) -> Code {
@@ -386,6 +604,12 @@ impl<'a> Formatter<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Code(Option<bourse_core::asset::AssetCode>);
 
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_ref().map_or("?", |code| code.as_str()))
+    }
+}
+
 impl Serialize for Code {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
@@ -407,6 +631,15 @@ pub enum Money {
 impl Money {
     fn raw(amount: Amount) -> Self {
         Money::Raw(amount.minor_units())
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Money::Decimal(decimal) => decimal.fmt(f),
+            Money::Raw(units) => units.fmt(f),
+        }
     }
 }
 
@@ -643,23 +876,162 @@ pub enum EventOut<'a> {
         from: u32,
         to: u32,
     },
+    QuoteLeg {
+        quote: u64,
+        #[serde(flatten)]
+        leg: LegOut<'a>,
+    },
+    QuoteRunnerUp {
+        quote: u64,
+        rank: u8,
+        route: RouteOut<'a>,
+        send: Money,
+        receive: Money,
+        rate: Option<Money>,
+    },
+    Quoted {
+        quote: u64,
+        payer: u32,
+        payee: u32,
+        from: Code,
+        to: Code,
+        send: Money,
+        receive: Money,
+        rate: Option<Money>,
+        route: RouteOut<'a>,
+        expires_at: Time,
+    },
+    CrossBorderLeg {
+        payment: u64,
+        order_id: u64,
+        #[serde(flatten)]
+        leg: LegOut<'a>,
+    },
+    CrossBorderPaid {
+        payment: u64,
+        payer: u32,
+        payee: u32,
+        from: Code,
+        to: Code,
+        send: Money,
+        receive: Money,
+        rate: Option<Money>,
+        route: RouteOut<'a>,
+        surplus: Money,
+        quote: Option<u64>,
+    },
 }
 
-/// The ids a command made or acted on.
+/// One leg of a cross-border route: on `market` the payer takes `qty` (whole lots)
+/// on `side`, giving `input` of `input_asset` and getting `output` of `output_asset`
+/// after `taker_fee` (in `fee_asset`, the market's quote currency); `remainder` of
+/// the output is what the next leg (or the payee) could not use, the house's.
+#[derive(Debug, Serialize)]
+pub struct LegOut<'a> {
+    pub leg: u8,
+    pub market: &'a str,
+    pub side: &'static str,
+    pub qty: Money,
+    pub input: Money,
+    pub input_asset: Code,
+    pub output: Money,
+    pub output_asset: Code,
+    pub taker_fee: Money,
+    pub fee_asset: Code,
+    pub remainder: Money,
+}
+
+/// A route as the symbols of its markets, first leg first.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteOut<'a> {
+    symbols: [&'a str; ROUTE_HOPS_MAX],
+    hops: usize,
+}
+
+impl Serialize for RouteOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.symbols[..self.hops])
+    }
+}
+
+/// The ids a command made or acted on; for a cross-border command, its route and
+/// amounts too.
 #[derive(Debug, Default, Serialize)]
-struct ResultOut {
+struct ResultOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     account: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payment: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<u64>,
+    #[serde(flatten)]
+    cross_border: Option<CrossBorderOut<'a>>,
+}
+
+/// What a quote or a cross-border payment came to, in one object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum CrossBorderOut<'a> {
+    Quote {
+        quote: u64,
+        payer: u32,
+        payee: u32,
+        from: Code,
+        to: Code,
+        send: Money,
+        receive: Money,
+        rate: Option<Money>,
+        expires_at: Time,
+        route: Vec<LegOut<'a>>,
+        runners_up: Vec<RunnerUpOut<'a>>,
+    },
+    Paid {
+        quote: Option<u64>,
+        payer: u32,
+        payee: u32,
+        from: Code,
+        to: Code,
+        send: Money,
+        receive: Money,
+        rate: Option<Money>,
+        surplus: Money,
+        route: Vec<PaidLegOut<'a>>,
+    },
+}
+
+/// A route a quote considered and did not choose.
+#[derive(Debug, Serialize)]
+struct RunnerUpOut<'a> {
+    rank: u8,
+    route: RouteOut<'a>,
+    send: Money,
+    receive: Money,
+    rate: Option<Money>,
+}
+
+/// A leg as paid: the payer's taker order on that market, and what it moved.
+#[derive(Debug, Serialize)]
+struct PaidLegOut<'a> {
+    order_id: u64,
+    #[serde(flatten)]
+    leg: LegOut<'a>,
+}
+
+/// How far the books moved from a rate limit (`rate_moved`).
+#[derive(Debug, Serialize)]
+struct RateMovedOut {
+    asset: Code,
+    limit: Money,
+    achievable: Money,
+    moved_ppm: u32,
 }
 
 #[derive(Debug, Serialize)]
 struct ErrorOut {
     code: &'static str,
     message: std::borrow::Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<RateMovedOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -673,7 +1045,7 @@ struct ReplyOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<ResultOut>,
+    result: Option<ResultOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventOut<'a>>>,
 }
@@ -714,11 +1086,40 @@ pub fn reply(view: &ReadModel, id: &Value, delivery: &Delivery, viewer: &Princip
         seq: applied.seq.get(),
         time: Time(applied.timestamp),
         replayed,
-        error: rejected.map(|reason| ErrorOut { code: reject_code(reason), message: error_message(reason, events) }),
-        result: rejected.is_none().then(|| result(events)),
+        error: rejected.map(|reason| error(&formatter, reason, events)),
+        result: rejected.is_none().then(|| result(&formatter, events)),
         events: rejected.is_none().then(|| formatter.events(events, viewer)),
     };
     (to_json(&out), rejected.is_none())
+}
+
+/// A rejection as `{code, message}`; a `rate_moved` also says how far the books moved,
+/// in its message and as `detail`.
+fn error(formatter: &Formatter<'_>, reason: RejectReason, events: &[Event]) -> ErrorOut {
+    let moved = events.iter().find_map(|event| match *event {
+        Event::RateMoved { asset, limit, achievable, moved_ppm, .. } if reason == RejectReason::RateMoved => {
+            Some(RateMovedOut {
+                asset: formatter.code(asset),
+                limit: formatter.money(asset, limit),
+                achievable: formatter.money(asset, achievable),
+                moved_ppm,
+            })
+        }
+        _ => None,
+    });
+    let message = match &moved {
+        Some(moved) => format!(
+            "{}: the limit is {} {asset}, the books now give {} {asset} ({} ppm worse)",
+            reject_message(reason),
+            moved.limit,
+            moved.achievable,
+            moved.moved_ppm,
+            asset = moved.asset,
+        )
+        .into(),
+        None => error_message(reason, events),
+    };
+    ErrorOut { code: reject_code(reason), message, detail: moved }
 }
 
 /// What a rejection means; for a rule's, which rule of which version decided.
@@ -736,8 +1137,8 @@ fn error_message(reason: RejectReason, events: &[Event]) -> std::borrow::Cow<'st
 }
 
 /// The ids a command made or acted on, from its events.
-fn result(events: &[Event]) -> ResultOut {
-    let mut result = ResultOut::default();
+fn result<'a>(formatter: &Formatter<'a>, events: &[Event]) -> ResultOut<'a> {
+    let mut result = ResultOut { cross_border: formatter.cross_border(events), ..ResultOut::default() };
     for event in events {
         match *event {
             Event::AccountOpened { account, .. } => result.account = Some(account.get()),
@@ -747,6 +1148,7 @@ fn result(events: &[Event]) -> ResultOut {
             Event::Captured { payment, .. }
             | Event::Voided { payment, .. }
             | Event::Refunded { payment, .. }
+            | Event::CrossBorderPaid { payment, .. }
             | Event::Replayed { original: Outcome::Accepted { payment: Some(payment) }, .. } => {
                 result.payment = Some(payment.get());
             }

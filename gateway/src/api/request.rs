@@ -9,12 +9,14 @@ use std::fmt;
 
 use bourse_core::book::{ClientOrderId, OrderId, SelfTradePrevention, Side, TimeInForce};
 use bourse_core::command::{
-    AddMarket, AmendOrder, Authorize, CancelAll, CancelOrder, Capture, Command, Deposit, FreezeAccount, OpenAccount,
-    OrderRef, OrderSize, PlaceOrder, Refund, SetKycTier, SplitLeg, SplitPayment, Transfer, UnfreezeAccount, Void,
-    Withdraw,
+    AddMarket, AmendOrder, Authorize, CancelAll, CancelOrder, Capture, Command, CrossBorderAmount, Deposit,
+    ExecuteQuote, FreezeAccount, OpenAccount, OrderRef, OrderSize, PayCrossBorder, PlaceOrder, QuotePayment, RateLimit,
+    Refund, SetKycTier, SplitLeg, SplitPayment, Transfer, UnfreezeAccount, Void, Withdraw,
 };
-use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, Reference, Timestamp};
-use bourse_core::limits::AUTHORIZATION_DURATION_MAX;
+use bourse_core::ids::{
+    AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, QuoteId, Reference, Timestamp,
+};
+use bourse_core::limits::{AUTHORIZATION_DURATION_MAX, QUOTE_TTL_MAX, ROUTE_HOPS_MAX};
 use bourse_core::market::{FeeRate, FeeSchedule, MarketSpec};
 use bourse_core::money::Amount;
 use serde::Deserialize;
@@ -140,6 +142,9 @@ pub const OPS: &[&str] = &[
     "void",
     "split_payment",
     "refund",
+    "quote_payment",
+    "execute_quote",
+    "pay_cross_border",
     "add_market",
     "place_order",
     "cancel_order",
@@ -348,6 +353,49 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
             let refund =
                 Refund { by, key: key(p.key.as_deref())?, payment: PaymentId::new(p.payment.0), asset, amount };
             command(Command::Refund(refund), Some(by), Permission::Pay)
+        }
+        "quote_payment" => {
+            let p: QuotePaymentParams = params(op, body)?;
+            let (from, to) = conversion(view, &p.from, &p.to)?;
+            let amount = send_or_receive(view, (from, to), p.send.as_deref(), p.receive.as_deref())?;
+            let ttl = p.ttl_ms.map(ttl_of).transpose()?;
+            let by = account(p.by);
+            let quote =
+                QuotePayment { by, payee: account(p.payee), from, to, amount, max_hops: hops(p.max_hops)?, ttl };
+            command(Command::QuotePayment(quote), Some(by), Permission::Pay)
+        }
+        "execute_quote" => {
+            let p: ExecuteQuoteParams = params(op, body)?;
+            let by = account(p.by);
+            let execute = ExecuteQuote { by, key: key(p.key.as_deref())?, quote: QuoteId::new(p.quote.0) };
+            command(Command::ExecuteQuote(execute), Some(by), Permission::Pay)
+        }
+        "pay_cross_border" => {
+            let p: PayCrossBorderParams = params(op, body)?;
+            let (from, to) = conversion(view, &p.from, &p.to)?;
+            let amount = send_or_receive(view, (from, to), p.send.as_deref(), p.receive.as_deref())?;
+            let limit = match (&p.min_receive, &p.max_send) {
+                (Some(least), None) => RateLimit::MinReceive(amount_of(view, to, least, "min_receive")?),
+                (None, Some(most)) => RateLimit::MaxSend(amount_of(view, from, most, "max_send")?),
+                (Some(_), Some(_)) => return Err(invalid("give min_receive or max_send, not both")),
+                (None, None) => {
+                    return Err(invalid(
+                        "a cross-border payment needs a rate limit: min_receive (of `to`) or max_send (of `from`)",
+                    ));
+                }
+            };
+            let by = account(p.by);
+            let pay = PayCrossBorder {
+                by,
+                key: key(p.key.as_deref())?,
+                payee: account(p.payee),
+                from,
+                to,
+                amount,
+                limit,
+                max_hops: hops(p.max_hops)?,
+            };
+            command(Command::PayCrossBorder(pay), Some(by), Permission::Pay)
         }
         "add_market" => {
             let p: AddMarketParams = params(op, body)?;
@@ -635,6 +683,56 @@ pub fn key(text: Option<&str>) -> Result<IdempotencyKey, ApiError> {
     Ok(IdempotencyKey::new(xxhash_rust::xxh3::xxh3_128(text.as_bytes())))
 }
 
+/// The two assets of a conversion, which must differ.
+fn conversion(view: &ReadModel, from: &str, to: &str) -> Result<(AssetId, AssetId), ApiError> {
+    let (from_id, _) = find_asset(view, from)?;
+    let (to_id, _) = find_asset(view, to)?;
+    if from_id == to_id {
+        return Err(invalid(format!("from and to are both {from}: nothing to convert (a transfer pays in one asset)")));
+    }
+    Ok((from_id, to_id))
+}
+
+/// `send` (of `from`) or `receive` (of `to`): exactly one of them.
+fn send_or_receive(
+    view: &ReadModel,
+    (from, to): (AssetId, AssetId),
+    send: Option<&str>,
+    receive: Option<&str>,
+) -> Result<CrossBorderAmount, ApiError> {
+    match (send, receive) {
+        (Some(send), None) => Ok(CrossBorderAmount::Send(amount_of(view, from, send, "send")?)),
+        (None, Some(receive)) => Ok(CrossBorderAmount::Receive(amount_of(view, to, receive, "receive")?)),
+        (Some(_), Some(_)) => Err(invalid(
+            "give send (what the payer sends, of `from`) or receive (what the payee gets, of `to`), not both",
+        )),
+        (None, None) => {
+            Err(invalid("give send (what the payer sends, of `from`) or receive (what the payee gets, of `to`)"))
+        }
+    }
+}
+
+/// `max_hops`: 1 to `ROUTE_HOPS_MAX` markets; absent, the server's default.
+fn hops(max_hops: Option<Num>) -> Result<Option<u8>, ApiError> {
+    max_hops
+        .map(|hops| {
+            u8::try_from(hops.0)
+                .ok()
+                .filter(|hops| *hops >= 1 && usize::from(*hops) <= ROUTE_HOPS_MAX)
+                .ok_or_else(|| invalid(format!("max_hops must be 1 to {ROUTE_HOPS_MAX}, got {}", hops.0)))
+        })
+        .transpose()
+}
+
+/// `ttl_ms`: how long a quote stays executable, 1 ms to `QUOTE_TTL_MAX`.
+fn ttl_of(ttl_ms: Num) -> Result<Timestamp, ApiError> {
+    let max_ms = QUOTE_TTL_MAX.as_nanos() / 1_000_000;
+    if ttl_ms.0 == 0 || ttl_ms.0 > max_ms {
+        return Err(invalid(format!("ttl_ms must be 1 to {max_ms}, got {}", ttl_ms.0)));
+    }
+    Ok(Timestamp::from_nanos(ttl_ms.0 * 1_000_000))
+}
+
 fn client_order_id(text: &str) -> Result<ClientOrderId, ApiError> {
     ClientOrderId::from_text(text)
         .ok_or_else(|| invalid(format!("client_order_id must be 1 to 16 bytes, got {}", text.len())))
@@ -874,6 +972,55 @@ struct RefundParams {
     payment: Num,
     asset: String,
     amount: DecimalText,
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotePaymentParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    /// The payer.
+    by: Num,
+    payee: Num,
+    from: String,
+    to: String,
+    send: Option<DecimalText>,
+    receive: Option<DecimalText>,
+    max_hops: Option<Num>,
+    ttl_ms: Option<Num>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteQuoteParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    by: Num,
+    quote: Num,
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayCrossBorderParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    by: Num,
+    payee: Num,
+    from: String,
+    to: String,
+    send: Option<DecimalText>,
+    receive: Option<DecimalText>,
+    min_receive: Option<DecimalText>,
+    max_send: Option<DecimalText>,
+    max_hops: Option<Num>,
     key: Option<String>,
 }
 

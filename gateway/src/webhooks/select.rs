@@ -28,6 +28,9 @@ pub const AUTHORIZATION_EXPIRED: &str = "authorization.expired";
 pub const PAYMENT_REFUNDED: &str = "payment.refunded";
 /// An operator decided a payment held for review (approved or rejected); to the payer.
 pub const REVIEW_DECIDED: &str = "review.decided";
+/// A cross-border payment reached the account, converted (the payee; like a transfer,
+/// the payer who sent it is not told).
+pub const CROSSBORDER_COMPLETED: &str = "crossborder.completed";
 
 /// Every notification type, as `events` filters and payloads name them.
 pub const EVENT_TYPES: &[&str] = &[
@@ -37,6 +40,7 @@ pub const EVENT_TYPES: &[&str] = &[
     AUTHORIZATION_EXPIRED,
     PAYMENT_REFUNDED,
     REVIEW_DECIDED,
+    CROSSBORDER_COMPLETED,
 ];
 
 /// The notifications `event` gives: (the account told, the type), in that order.
@@ -49,6 +53,7 @@ pub fn notifications(event: &Event) -> SmallVec<[(AccountId, &'static str); 2]> 
         Event::AuthorizationExpired { payer, payee, .. } => out.extend(parties(payer, payee, AUTHORIZATION_EXPIRED)),
         Event::Refunded { payer, payee, .. } => out.extend(parties(payer, payee, PAYMENT_REFUNDED)),
         Event::ReviewApproved { payer, .. } | Event::ReviewRejected { payer, .. } => out.push((payer, REVIEW_DECIDED)),
+        Event::CrossBorderPaid { payee, .. } => out.push((payee, CROSSBORDER_COMPLETED)),
         _ => {}
     }
     out
@@ -137,6 +142,71 @@ mod tests {
                 assert!(EVENT_TYPES.contains(&kind), "{kind} is not listed in EVENT_TYPES");
             }
         }
+    }
+
+    #[test]
+    fn a_cross_border_payment_notifies_its_payee_and_nothing_else_of_it_does() {
+        use bourse_core::book::{MarketId, OrderId, Qty, Side};
+        use bourse_core::ids::QuoteId;
+        use bourse_core::route::Route;
+
+        let config = crate::config::ServerConfig::embedded().unwrap().engine;
+        let (eur, jpy) = (config.assets().find("EUR").unwrap().0, config.assets().find("JPY").unwrap().0);
+        let market = |base: &str, quote: &str| {
+            let symbol = |asset: &str| config.assets().find(asset).unwrap().0;
+            let index = config
+                .markets()
+                .iter()
+                .position(|spec| spec.base == symbol(base) && spec.quote == symbol(quote))
+                .unwrap();
+            MarketId::new(index as u32)
+        };
+        let (eur_usd, usd_jpy) = (market("EUR", "USD"), market("USD", "JPY"));
+        let (payer, payee, payment) = (AccountId::new(3), AccountId::new(4), PaymentId::new(11));
+        let route = Route::new(&[eur_usd, usd_jpy]).unwrap();
+        let paid = Event::CrossBorderPaid {
+            payment,
+            payer,
+            payee,
+            from: eur,
+            to: jpy,
+            send: amount(100_000),
+            receive: amount(179_964),
+            route,
+            surplus: Amount::ZERO,
+            quote: Some(QuoteId::new(2)),
+        };
+        assert_eq!(notifications(&paid).as_slice(), &[(payee, CROSSBORDER_COMPLETED)]);
+        assert!(EVENT_TYPES.contains(&CROSSBORDER_COMPLETED));
+        let leg = Event::CrossBorderLeg {
+            payment,
+            payer,
+            payee,
+            leg: 0,
+            market: eur_usd,
+            side: Side::Sell,
+            order: OrderId::new(9),
+            qty: Qty::new(10).unwrap(),
+            input: amount(100_000),
+            output: amount(120_006),
+            taker_fee: amount(24),
+            remainder: amount(6),
+        };
+        assert!(notifications(&leg).is_empty(), "the legs are the payer's business");
+        let moved = Event::RateMoved { payer, asset: eur, limit: amount(1), achievable: amount(2), moved_ppm: 1 };
+        assert!(notifications(&moved).is_empty());
+
+        // The body is the event as an operator sees it: amounts at each asset's scale,
+        // the route by symbol, the all-in rate.
+        let renderer = Renderer::new(&config);
+        let id = event_id(Seq::new(42), 5, payee);
+        let body = renderer
+            .body(&id, CROSSBORDER_COMPLETED, payee, Seq::new(42), Timestamp::from_nanos(1_500_000_000), &paid)
+            .unwrap();
+        assert_eq!(
+            body,
+            r#"{"id":"evt_42_5_4","type":"crossborder.completed","created":"1970-01-01T00:00:01.500000000Z","account":4,"seq":42,"data":{"type":"cross_border_paid","payment":11,"payer":3,"payee":4,"from":"EUR","to":"JPY","send":"1000.00","receive":"179964","rate":"179.964","route":["EUR-USD","USD-JPY"],"surplus":"0.00","quote":2}}"#
+        );
     }
 
     #[test]
