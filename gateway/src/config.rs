@@ -47,9 +47,11 @@ pub enum DurabilityMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineMode {
-    /// One thread journals a batch, then applies it: a hand-off fewer per batch.
+    /// One thread journals a batch, applies it and publishes its output (replies,
+    /// pushes, read model): two hand-offs fewer per batch.
     Fused,
-    /// A thread each: journaling the next batch overlaps applying this one.
+    /// A thread each for the sequencer, the engine and the publisher: journaling the
+    /// next batch overlaps applying this one and publishing the one before.
     Threads,
 }
 

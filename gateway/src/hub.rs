@@ -268,52 +268,13 @@ impl Hub {
         self.sessions.len()
     }
 
-    /// The publisher: runs until the runtime's output closes (after shutdown).
-    pub fn run_publisher(&self, batches: &Receiver<AppliedBatch>) {
-        let mut updates: Vec<MarketUpdate> = Vec::new();
-        let mut targets: SmallVec<[SessionId; 8]> = SmallVec::new();
+    /// The publisher on a thread of its own: runs until the runtime's output closes
+    /// (after shutdown).
+    pub fn run_publisher(self: &Arc<Self>, batches: &Receiver<AppliedBatch>) {
+        let mut publisher = Publisher::new(self.clone());
         while let Ok(batch) = batches.recv() {
             self.publisher_queue.store(batches.len(), Ordering::Relaxed);
-            if !batch.items.is_empty() {
-                let count = batch.items.len() as u64;
-                self.metrics.engine.record_nanos_n(batch.apply_ns / count, count);
-            }
-            let batch = Arc::new(batch);
-            updates.clear();
-            self.update_view(&batch, &mut updates);
-            let now = wall_clock_nanos();
-            for (index, item) in batch.items.iter().enumerate() {
-                let events = batch.events_of(item);
-                self.count(item, events, now);
-                let requester = self.reply(item, &batch, index);
-                targets.clear();
-                for event in events {
-                    for account in concerned(event) {
-                        if let Some(sessions) = self.by_account.get(&account) {
-                            targets.extend(sessions.iter().copied().filter(|session| Some(*session) != requester));
-                        }
-                    }
-                }
-                targets.sort_unstable();
-                targets.dedup();
-                for session in &targets {
-                    self.deliver(*session, Delivery::Push { batch: batch.clone(), index });
-                }
-                self.metrics.pushed(targets.len() as u64);
-            }
-            if !updates.is_empty() {
-                let feeds = self.feeds.read();
-                for update in updates.drain(..) {
-                    if let Some(feed) = feeds.get(update.market.get() as usize) {
-                        // No subscriber is not an error.
-                        let _ = feed.send(Arc::new(update));
-                        self.metrics.market_data(1);
-                    }
-                }
-            }
-            if let Some(tap) = self.batch_tap.get() {
-                tap.offer(&batch);
-            }
+            publisher.publish(batch);
         }
     }
 
@@ -419,6 +380,114 @@ impl Hub {
             self.metrics.slow_consumer();
             self.unregister(session);
         }
+    }
+}
+
+/// Routes applied batches: the read model first, then per command the reply to the
+/// session that asked and pushes to the sessions of the accounts concerned, then
+/// market data and the webhook tap. Runs on the publisher thread, or on the runtime's
+/// own thread (`InlinePublisher`); it never blocks on a session (a full queue
+/// disconnects that session).
+pub struct Publisher {
+    hub: Arc<Hub>,
+    updates: Vec<MarketUpdate>,
+    targets: SmallVec<[SessionId; 8]>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub, updates: Vec::new(), targets: SmallVec::new() }
+    }
+
+    pub fn publish(&mut self, batch: AppliedBatch) {
+        let hub = &*self.hub;
+        if !batch.items.is_empty() {
+            let count = batch.items.len() as u64;
+            hub.metrics.engine.record_nanos_n(batch.apply_ns / count, count);
+        }
+        let batch = Arc::new(batch);
+        self.updates.clear();
+        hub.update_view(&batch, &mut self.updates);
+        let now = wall_clock_nanos();
+        for (index, item) in batch.items.iter().enumerate() {
+            let events = batch.events_of(item);
+            hub.count(item, events, now);
+            let requester = hub.reply(item, &batch, index);
+            self.targets.clear();
+            for event in events {
+                for account in concerned(event) {
+                    if let Some(sessions) = hub.by_account.get(&account) {
+                        self.targets.extend(sessions.iter().copied().filter(|session| Some(*session) != requester));
+                    }
+                }
+            }
+            self.targets.sort_unstable();
+            self.targets.dedup();
+            for session in &self.targets {
+                hub.deliver(*session, Delivery::Push { batch: batch.clone(), index });
+            }
+            hub.metrics.pushed(self.targets.len() as u64);
+        }
+        if !self.updates.is_empty() {
+            let feeds = hub.feeds.read();
+            for update in self.updates.drain(..) {
+                if let Some(feed) = feeds.get(update.market.get() as usize) {
+                    // No subscriber is not an error.
+                    let _ = feed.send(Arc::new(update));
+                    hub.metrics.market_data(1);
+                }
+            }
+        }
+        if let Some(tap) = hub.batch_tap.get() {
+            tap.offer(&batch);
+        }
+    }
+}
+
+/// The publisher run on the runtime's thread (`[server] pipeline = "fused"`): no
+/// publisher thread, no hand-off between the engine and the sessions' queues. The hub
+/// is made after the runtime (it needs the runtime's submitter), so batches applied
+/// before its slot is set (idle ticks) wait here and go out, in order, with the next.
+pub struct InlinePublisher {
+    slot: Arc<std::sync::OnceLock<Arc<Hub>>>,
+    publisher: Option<Publisher>,
+    waiting: Vec<AppliedBatch>,
+}
+
+impl std::fmt::Debug for InlinePublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlinePublisher").field("waiting", &self.waiting.len()).finish_non_exhaustive()
+    }
+}
+
+impl InlinePublisher {
+    /// The sink, and the slot to put the hub in once it exists.
+    pub fn new() -> (Self, Arc<std::sync::OnceLock<Arc<Hub>>>) {
+        let slot = Arc::new(std::sync::OnceLock::new());
+        (Self { slot: slot.clone(), publisher: None, waiting: Vec::new() }, slot)
+    }
+}
+
+impl bourse_snapshots::runtime::OutputSink for InlinePublisher {
+    fn deliver(&mut self, batch: AppliedBatch) {
+        if self.publisher.is_none() {
+            let Some(hub) = self.slot.get() else {
+                self.waiting.push(batch);
+                return;
+            };
+            self.publisher = Some(Publisher::new(hub.clone()));
+        }
+        let publisher = self.publisher.as_mut().expect("set above");
+        for waiting in self.waiting.drain(..) {
+            publisher.publish(waiting);
+        }
+        publisher.publish(batch);
     }
 }
 

@@ -11,12 +11,12 @@ use anyhow::{Context, bail};
 use bourse_core::Capacity;
 use bourse_snapshots::datadir::open_data_dir;
 use bourse_snapshots::recovery::recover;
-use bourse_snapshots::runtime::Runtime;
+use bourse_snapshots::runtime::{AppliedBatch, Runtime};
 
 use crate::auth::{KeyStore, Verifier, VerifierConfig};
-use crate::config::ServerConfig;
+use crate::config::{PipelineMode, ServerConfig};
 use crate::http::AppState;
-use crate::hub::Hub;
+use crate::hub::{Hub, InlinePublisher};
 use crate::metrics::Metrics;
 use crate::view::ReadModel;
 use crate::webhooks::Webhooks;
@@ -45,6 +45,14 @@ fn say(line: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
+}
+
+/// How the runtime's output reaches the publisher.
+enum Publishing {
+    /// A channel to the publisher thread (`pipeline = "threads"`).
+    Thread(crossbeam_channel::Receiver<AppliedBatch>),
+    /// On the runtime's thread (`pipeline = "fused"`): the hub goes in this slot once made.
+    Inline(Arc<std::sync::OnceLock<Arc<Hub>>>),
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -95,9 +103,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
     let view = ReadModel::from_engine(&recovered.engine);
     let recovered_seq = recovered.engine.last_seq().map_or(0, bourse_core::ids::Seq::get);
-    let (output, batches) = crossbeam_channel::bounded(1_024);
-    let runtime = Runtime::start(&stores, config.runtime(), recovered.engine, &recovered.journal, output)
-        .context("starting the runtime")?;
+    // Fused: the publisher runs on the runtime's thread, right after the engine.
+    let (runtime, publishing) = if config.server.pipeline == PipelineMode::Fused {
+        let (sink, slot) = InlinePublisher::new();
+        let runtime = Runtime::start(&stores, config.runtime(), recovered.engine, &recovered.journal, sink);
+        (runtime, Publishing::Inline(slot))
+    } else {
+        let (output, batches) = crossbeam_channel::bounded(1_024);
+        let runtime = Runtime::start(&stores, config.runtime(), recovered.engine, &recovered.journal, output);
+        (runtime, Publishing::Thread(batches))
+    };
+    let runtime = runtime.context("starting the runtime")?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(runtime.submitter(), runtime.stats().clone(), view, metrics);
     let (webhooks, webhook_report) = Webhooks::start(
@@ -114,9 +130,19 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         "webhooks: {} endpoints, {} notifications pending; notifications derived through seq {}",
         webhook_report.endpoints, webhook_report.pending, webhook_report.derive_after
     ));
-    let publisher = {
-        let hub = hub.clone();
-        std::thread::Builder::new().name("bourse-publisher".into()).spawn(move || hub.run_publisher(&batches))?
+    let publisher = match publishing {
+        Publishing::Thread(batches) => {
+            let hub = hub.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("bourse-publisher".into())
+                    .spawn(move || hub.run_publisher(&batches))?,
+            )
+        }
+        Publishing::Inline(slot) => {
+            let _ = slot.set(hub.clone());
+            None
+        }
     };
 
     let verifier_config = VerifierConfig {
@@ -181,7 +207,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     let report = runtime.shutdown();
-    if publisher.join().is_err() {
+    if publisher.is_some_and(|publisher| publisher.join().is_err()) {
         bail!("the publisher thread panicked");
     }
     webhooks.shutdown();

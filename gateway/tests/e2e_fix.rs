@@ -19,8 +19,10 @@ const SOH: char = '\u{1}';
 
 /// The server side of the session: it is `BOURSE`, the client `CLIENT1`.
 fn config() -> String {
+    // A thread per stage here (the other server tests run the default, fused).
     config_with(
         "signature_future_ms = 100\n\
+         pipeline = \"threads\"\n\
          [fix]\n\
          listen = \"127.0.0.1:0\"\n\
          [[fix.sessions]]\n\

@@ -372,10 +372,11 @@ impl Expected {
 }
 
 #[allow(clippy::too_many_lines)]
-async fn acknowledged_results_survive_a_sigkill(durability: &str) {
+/// `pipeline`: `fused` (journal, engine and publisher on one thread) or `threads`.
+async fn acknowledged_results_survive_a_sigkill(durability: &str, pipeline: &str) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path().join("data");
-    let config = config_with(&format!("durability = \"{durability}\""));
+    let config = config_with(&format!("durability = \"{durability}\"\npipeline = \"{pipeline}\""));
     let mut server = Server::start_with(&data, Some(&config));
     let admin_key: Credentials = server.admin();
     let mut admin = server.admin_http();
@@ -531,10 +532,15 @@ async fn acknowledged_results_survive_a_sigkill(durability: &str) {
 
 #[tokio::test]
 async fn acknowledged_results_survive_a_sigkill_with_batch_durability() {
-    acknowledged_results_survive_a_sigkill("batch").await;
+    acknowledged_results_survive_a_sigkill("batch", "fused").await;
 }
 
 #[tokio::test]
 async fn acknowledged_results_survive_a_sigkill_with_sync_durability() {
-    acknowledged_results_survive_a_sigkill("sync").await;
+    acknowledged_results_survive_a_sigkill("sync", "fused").await;
+}
+
+#[tokio::test]
+async fn acknowledged_results_survive_a_sigkill_with_a_thread_per_stage() {
+    acknowledged_results_survive_a_sigkill("batch", "threads").await;
 }

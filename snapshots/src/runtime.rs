@@ -128,6 +128,22 @@ impl AppliedBatch {
     }
 }
 
+/// Where the engine's output goes, called on the engine's thread once per batch, in
+/// sequence order: a channel to a thread of the caller's (`Sender`), or the caller's
+/// own code run right there (one hand-off fewer; it must not block for long, since
+/// the next batch waits for it).
+pub trait OutputSink: Send + 'static {
+    fn deliver(&mut self, batch: AppliedBatch);
+}
+
+impl OutputSink for Sender<AppliedBatch> {
+    fn deliver(&mut self, batch: AppliedBatch) {
+        if self.send(batch).is_err() {
+            info!("runtime output closed");
+        }
+    }
+}
+
 /// Counters the runtime keeps, readable from any thread.
 #[derive(Debug, Default)]
 pub struct RuntimeStats {
@@ -247,7 +263,7 @@ impl Runtime {
         config: RuntimeConfig,
         engine: Engine,
         journal: &OpenReport,
-        output: Sender<AppliedBatch>,
+        output: impl OutputSink,
     ) -> Result<Runtime, JournalError> {
         let writer = JournalWriter::resuming(stores.journal.clone(), config.journal, journal, engine.last_seq())?;
         assert!(
@@ -260,7 +276,7 @@ impl Runtime {
         let (to_writer, from_engine) = bounded::<Option<Snapshot>>(2);
         let mut threads = Vec::new();
         let last_timestamp = engine.now();
-        let engine_loop = EngineLoop::new(engine, config, stats.clone(), output, to_writer);
+        let engine_loop = EngineLoop::new(engine, config, stats.clone(), Box::new(output), to_writer);
         let downstream = match config.pipeline {
             Pipeline::Threads => {
                 let (to_engine, from_sequencer) = bounded(64);
@@ -486,7 +502,7 @@ struct EngineLoop {
     engine: Engine,
     config: RuntimeConfig,
     stats: Arc<RuntimeStats>,
-    output: Sender<AppliedBatch>,
+    output: Box<dyn OutputSink>,
     to_writer: Sender<Option<Snapshot>>,
     since_snapshot: u64,
     last_snapshot: Instant,
@@ -500,7 +516,7 @@ impl EngineLoop {
         engine: Engine,
         config: RuntimeConfig,
         stats: Arc<RuntimeStats>,
-        output: Sender<AppliedBatch>,
+        output: Box<dyn OutputSink>,
         to_writer: Sender<Option<Snapshot>>,
     ) -> Self {
         let snapshotted = engine.last_seq();
@@ -541,9 +557,7 @@ impl EngineLoop {
         output.apply_ns = started.elapsed().as_nanos() as u64;
         self.stats.engine_apply_ns_total.fetch_add(output.apply_ns, Ordering::Relaxed);
         self.since_snapshot += batch.len() as u64;
-        if self.output.send(output).is_err() {
-            info!("runtime output closed");
-        }
+        self.output.deliver(output);
         if self.since_snapshot >= self.config.snapshot_every_commands
             || self.last_snapshot.elapsed() >= self.config.snapshot_every
         {
