@@ -16,9 +16,10 @@
 //! So EUR→JPY has a one-hop route (EUR-JPY) and a two-hop one (EUR-USD, USD-JPY),
 //! and the two-hop one is better while the 1.2003 bid lasts.
 //!
-//! Cases of cross-border payments under the risk rules (review holds, held →
-//! approved or rejected) belong here too: `World::open` gives the parties and
-//! `publish_and_activate_rules` the rule set.
+//! Under the risk rules (`RULES`: tier 0 may send at most 3,000.00 EUR in one payment,
+//! and a payment above 1,500.00 EUR waits for an operator), a cross-border payment is
+//! held for review, then approved (routed again on the books of the decision),
+//! rejected, or refused approval while the books do not meet its limit.
 
 mod common;
 
@@ -93,7 +94,6 @@ impl World {
 
 /// Publishes `rules` (the JSON form) and makes it the active version for everyone;
 /// returns the version.
-#[allow(dead_code, reason = "for the review-hold cases of cross-border payments under the risk rules, to come")]
 fn publish_and_activate_rules(admin: &mut Http, rules: &Value) -> u64 {
     let published = ok(admin.call("publish_rules", json!({"rules": rules})));
     let version = events_of(&published, "rules_published")[0]["version"].as_u64().expect("a version");
@@ -432,4 +432,217 @@ async fn bad_input_is_a_clear_error_and_the_session_goes_on() {
     rejected(&reply, "forbidden");
     assert_eq!(payee_http.last_status, 403);
     assert_balance(balance(&mut world.admin, payer, "EUR").await, "10000.00", "0.00", "nothing moved");
+}
+
+// ---------------------------------------------------------------------------------
+// Review holds
+
+/// Tier 0 (every account here) may send at most 3,000.00 EUR in one payment; a payment
+/// above 1,500.00 EUR waits for an operator.
+fn rules() -> Value {
+    json!({"tiers": {"0": {"max_single_payment": {"EUR": "3000.00"}, "review_threshold": {"EUR": "1500.00"}}}})
+}
+
+/// The hold of a reply that held a payment for review.
+#[track_caller]
+fn hold_of(reply: &Value) -> u64 {
+    reply["result"]["held_for_review"]["hold"].as_u64().unwrap_or_else(|| panic!("a hold expected: {reply}"))
+}
+
+/// The next account push on `ws` that carries an event of type `kind`.
+async fn push_with(ws: &mut Ws, kind: &str) -> Value {
+    ws.next_matching(|m| m["channel"] == "account" && !events_of(m, kind).is_empty()).await
+}
+
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn a_held_payment_is_made_on_approval_and_a_held_quote_rejected_stays_used() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut world = World::open(&dir).await;
+    let (payer, payee, maker) = (world.payer, world.payee, world.maker);
+    let version = publish_and_activate_rules(&mut world.admin, &rules());
+    let mut payer_http = world.server.http(Some(world.payer_key.clone()));
+    let mut payer_ws = world.listener(&world.payer_key).await;
+    let mut payee_ws = world.listener(&world.payee_key).await;
+
+    // 300,000 JPY for at most 2,500.00 EUR. Through USD: 20 lots of USD at 150 give
+    // 300,000 − 60 = 299,940 JPY, too little; 21 lots (2,100 USD) give 315,000 − 63 =
+    // 314,937 JPY, 14,937 of it the house's remainder. 2,100.00 USD from EUR at 1.2003:
+    // 17 lots give 2,040.51 − 0.40, too little; 18 give 2,160.54 − 0.43 = 2,160.11 USD.
+    // So 1,800.00 EUR (directly, EUR-JPY, 19 lots: 1,900.00). That is above 1,500.00:
+    // held, and what is held is the most the approval may send, the 2,500.00 limit.
+    let pay = json!({
+        "by": payer, "payee": payee, "from": "EUR", "to": "JPY", "receive": "300000", "max_send": "2500.00",
+        "key": "big-1",
+    });
+    let before = world.money();
+    let held = ok(payer_http.call("pay_cross_border", pay.clone()));
+    let hold = hold_of(&held);
+    let shown = json!({
+        "hold": hold, "kind": "pay_cross_border", "payer": payer, "payee": payee, "asset": "EUR",
+        "amount": "2500.00", "rule": "review_threshold", "version": version,
+    });
+    assert_eq!(held["result"], json!({"held_for_review": shown}), "a hold, not a payment: {held}");
+    assert_eq!(types(&held), ["held_for_review", "balance"], "{held}");
+    assert_has(event(&held, "held_for_review"), &shown);
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "7500.00", "2500.00", "2,500.00 EUR held");
+    assert_eq!(balance(&mut world.admin, payee, "JPY").await, None, "the payee has nothing yet");
+    let after = world.money();
+    for unchanged in ["EUR-USD".to_owned(), "USD-JPY".into(), "EUR-JPY".into(), format!("account {maker}")] {
+        assert_eq!(after[&unchanged], before[&unchanged], "{unchanged}: nothing traded while held");
+    }
+    // Both parties hear of the hold; the payee sees no balance of the payer's.
+    let to_payee = push_with(&mut payee_ws, "held_for_review").await;
+    assert_eq!(types(&to_payee), ["held_for_review"], "{to_payee}");
+    assert_has(event(&to_payee, "held_for_review"), &shown);
+    let to_payer = push_with(&mut payer_ws, "held_for_review").await;
+    assert_eq!(types(&to_payer), ["held_for_review", "balance"], "{to_payer}");
+
+    // A retry with the same key says held, by its hold; the payer may not decide.
+    let again = ok(payer_http.call("pay_cross_border", pay));
+    assert_eq!(
+        (again["replayed"].clone(), again["result"].clone()),
+        (json!(true), json!({"held_for_review": {"hold": hold}}))
+    );
+    rejected(&payer_http.call("review_decision", json!({"hold": hold, "approve": true})), "forbidden");
+    assert_eq!(world.money(), after, "neither moved anything");
+
+    // Approved on unchanged books: the payment planned above, from the hold; the
+    // 700.00 EUR it did not need go back to the payer.
+    let approved = ok(world.admin.call("review_decision", json!({"hold": hold, "approve": true})));
+    assert_eq!(types(&approved)[0], "review_approved", "{approved}");
+    let payment = approved["result"]["payment"].clone();
+    assert!(payment.as_u64().is_some(), "{approved}");
+    assert_has(
+        &approved["result"],
+        &json!({
+            "quote": null, "payer": payer, "payee": payee, "from": "EUR", "to": "JPY",
+            "send": "1800.00", "receive": "300000", "surplus": "0.00",
+        }),
+    );
+    assert_has(
+        &approved["result"]["route"][0],
+        &leg(0, "EUR-USD", "sell", "1800", ("1800.00", "EUR"), ("2160.11", "USD")),
+    );
+    assert_has(&approved["result"]["route"][0], &json!({"taker_fee": "0.43", "remainder": "60.11"}));
+    assert_has(
+        &approved["result"]["route"][1],
+        &leg(1, "USD-JPY", "sell", "2100", ("2100.00", "USD"), ("314937", "JPY")),
+    );
+    assert_has(&approved["result"]["route"][1], &json!({"taker_fee": "63", "remainder": "14937"}));
+    assert_has(event(&approved, "review_approved"), &json!({"hold": hold, "asset": "EUR", "amount": "2500.00"}));
+    assert_eq!(event(&approved, "cross_border_paid")["payment"], payment);
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "8200.00", "0.00", "1,800.00 EUR sent, 700.00 back");
+    assert_balance(balance(&mut world.admin, payee, "JPY").await, "300000", "0", "the payee got 300,000 JPY");
+
+    let to_payee = paid_push(&mut payee_ws, &payment).await;
+    assert_eq!(types(&to_payee), ["review_approved", "cross_border_paid", "balance"], "{to_payee}");
+    assert_has(event(&to_payee, "balance"), &json!({"account": payee, "asset": "JPY", "available": "300000"}));
+    let to_payer = paid_push(&mut payer_ws, &payment).await;
+    assert_eq!(types(&to_payer)[0], "review_approved", "{to_payer}");
+    assert_eq!(events_of(&to_payer, "cross_border_leg").len(), 2, "{to_payer}");
+    assert_has(
+        events_of(&to_payer, "balance").iter().find(|b| b["asset"] == "EUR").expect("the payer's EUR"),
+        &json!({"account": payer, "available": "8200.00", "held": "0.00"}),
+    );
+
+    // A quote executed above the threshold: held (its send, 2,000.00 EUR), the quote
+    // used at once. 20 lots at 1.2003 (3,200 EUR still bid there) give 2,400.60 − 0.48.
+    let quoted = ok(payer_http
+        .call("quote_payment", json!({"by": payer, "payee": payee, "from": "EUR", "to": "USD", "send": "2000.00"})));
+    assert_eq!(quoted["result"]["receive"], "2400.12", "{quoted}");
+    let quote = quoted["result"]["quote"].clone();
+    let execute = json!({"by": payer, "quote": quote, "key": "q-1"});
+    let held = ok(payer_http.call("execute_quote", execute.clone()));
+    let hold = hold_of(&held);
+    assert_has(
+        &held["result"]["held_for_review"],
+        &json!({"kind": "execute_quote", "payee": payee, "asset": "EUR", "amount": "2000.00", "rule": "review_threshold"}),
+    );
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "6200.00", "2000.00", "the quote's send held");
+    rejected(&payer_http.call("execute_quote", json!({"by": payer, "quote": quote, "key": "q-2"})), "quote_used");
+
+    // Rejected: the funds come back, the quote stays used, the decision is final.
+    let refused = ok(world.admin.call("review_decision", json!({"hold": hold, "approve": false})));
+    assert_eq!(types(&refused), ["review_rejected", "balance"], "{refused}");
+    assert_has(event(&refused, "review_rejected"), &json!({"hold": hold, "payee": payee, "amount": "2000.00"}));
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "8200.00", "0.00", "the 2,000.00 EUR came back");
+    let to_payer = push_with(&mut payer_ws, "review_rejected").await;
+    assert_has(event(&to_payer, "balance"), &json!({"asset": "EUR", "available": "8200.00", "held": "0.00"}));
+    let after = world.money();
+    rejected(&payer_http.call("execute_quote", json!({"by": payer, "quote": quote, "key": "q-3"})), "quote_used");
+    let replayed = ok(payer_http.call("execute_quote", execute));
+    assert_eq!(replayed["result"], json!({"held_for_review": {"hold": hold}}), "{replayed}");
+    rejected(&world.admin.call("review_decision", json!({"hold": hold, "approve": true})), "hold_decided");
+    assert_eq!(world.money(), after, "nothing moved after the rejection");
+    assert_eq!(balance(&mut world.admin, payee, "USD").await, None, "the payee got no USD");
+}
+
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn a_rule_refuses_a_cross_border_payment_and_an_approval_waits_for_the_books() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut world = World::open(&dir).await;
+    let (payer, payee) = (world.payer, world.payee);
+    let version = publish_and_activate_rules(&mut world.admin, &rules());
+    let mut payer_http = world.server.http(Some(world.payer_key.clone()));
+
+    // 4,000.00 EUR to JPY: routed (through USD, 719,856 JPY), then refused by the rule
+    // on what the payer sends, above the 3,000.00 EUR single payment. Nothing moves.
+    let before = world.money();
+    let pay = json!({
+        "by": payer, "payee": payee, "from": "EUR", "to": "JPY", "send": "4000.00", "min_receive": "700000",
+        "key": "too-big",
+    });
+    let refused = payer_http.call("pay_cross_border", pay);
+    rejected(&refused, "rule_violation");
+    let message = refused["error"]["message"].as_str().expect("a message");
+    assert!(message.contains("max_single_payment") && message.contains(&format!("version {version}")), "{message}");
+    assert_eq!(payer_http.last_status, 422, "{refused}");
+    assert_eq!(world.money(), before, "a refused payment moves nothing");
+
+    // 2,000.00 EUR to USD for at least 2,400.00: 20 lots at 1.2003 give 2,400.60 − 0.48
+    // = 2,400.12 USD. Above the threshold: held, under min_receive what the route needs
+    // now (2,000.00 EUR).
+    let pay = json!({
+        "by": payer, "payee": payee, "from": "EUR", "to": "USD", "send": "2000.00", "min_receive": "2400.00",
+        "key": "held",
+    });
+    let held = ok(payer_http.call("pay_cross_border", pay));
+    let hold = hold_of(&held);
+    assert_eq!(held["result"]["held_for_review"]["amount"], "2000.00", "{held}");
+
+    // Then a taker sells 5,000 EUR into the 1.2003 bid. At 1.1003, 20 lots give
+    // 2,200.60 − 0.44 = 2,200.16 USD: 199.84 short of 2,400.00, 83,266.7 → 83,267 ppm.
+    // The approval is refused and changes nothing: the hold waits.
+    let sell = json!({
+        "by": world.taker, "market": "EUR-USD", "side": "sell", "price": "1.2003", "qty": "5000",
+        "time_in_force": "ioc",
+    });
+    ok(world.admin.call("place_order", sell));
+    let waiting = world.money();
+    let approve = json!({"hold": hold, "approve": true});
+    let moved = world.admin.call("review_decision", approve.clone());
+    rejected(&moved, "rate_moved");
+    assert_eq!(
+        moved["error"]["detail"],
+        json!({"asset": "USD", "limit": "2400.00", "achievable": "2200.16", "moved_ppm": 83_267})
+    );
+    assert_eq!(world.money(), waiting, "a refused approval moves nothing");
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "8000.00", "2000.00", "still held");
+
+    // The maker bids at 1.2003 again: the same approval goes through now, once.
+    let bid = json!({"by": world.maker, "market": "EUR-USD", "side": "buy", "price": "1.2003", "qty": "5000"});
+    ok(world.admin.call("place_order", bid));
+    let approved = ok(world.admin.call("review_decision", approve.clone()));
+    assert_has(&approved["result"], &json!({"send": "2000.00", "receive": "2400.12", "rate": "1.20006"}));
+    assert_balance(balance(&mut world.admin, payer, "EUR").await, "8000.00", "0.00", "2,000.00 EUR sent");
+    assert_balance(balance(&mut world.admin, payee, "USD").await, "2400.12", "0.00", "the payee's USD");
+    let again = ok(world.admin.call("review_decision", approve));
+    assert_eq!(
+        (again["replayed"].clone(), again["result"]["payment"].clone()),
+        (json!(true), approved["result"]["payment"].clone())
+    );
+    rejected(&world.admin.call("review_decision", json!({"hold": hold, "approve": false})), "hold_decided");
+    assert_balance(balance(&mut world.admin, payee, "USD").await, "2400.12", "0.00", "paid once");
 }

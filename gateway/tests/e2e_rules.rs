@@ -37,6 +37,8 @@ async fn rules_are_published_activated_enforced_reviewed_diffed_and_rolled_back(
     let hold_event =
         held["events"].as_array().unwrap().iter().find(|e| e["type"] == "held_for_review").unwrap().clone();
     let hold = hold_event["hold"].as_u64().unwrap();
+    assert_eq!(held["result"]["held_for_review"]["hold"], hold, "the reply's result shows the hold: {held}");
+    assert_eq!(held["result"]["held_for_review"]["rule"], "review_threshold", "{held}");
     assert_eq!(balance(&mut admin, b, "USD").await, Some(("1500.00".into(), "0.00".into())), "not paid while held");
     let approved = ok(admin.call("review_decision", json!({"hold": hold, "approve": true})));
     assert!(approved["events"].as_array().unwrap().iter().any(|e| e["type"] == "transferred"), "{approved}");

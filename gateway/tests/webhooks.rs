@@ -576,3 +576,48 @@ fn a_cross_border_payment_notifies_its_payee_also_when_derived_from_the_journal(
     assert!(receiver.delivered("/payer").is_empty(), "{:#?}", receiver.delivered("/payer"));
     assert!(receiver.shared.0.lock().unwrap().bad_signatures.is_empty());
 }
+
+#[test]
+fn a_held_cross_border_payment_tells_the_payer_the_decision_and_the_payee_the_payment() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), Some(&config("", "")));
+    let mut admin = server.admin_http();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (maker, payer, merchant) = runtime.block_on(async {
+        let accounts =
+            (open_account(&mut admin, 1).await, open_account(&mut admin, 2).await, open_account(&mut admin, 3).await);
+        deposit(&mut admin, accounts.0, "JPY", "1000000").await;
+        deposit(&mut admin, accounts.1, "EUR", "1000.00").await;
+        accounts
+    });
+    register(&mut admin, &receiver, merchant, "/xb", None);
+    register(&mut admin, &receiver, payer, "/payer", None);
+    ok(admin
+        .call("place_order", json!({"by": maker, "market": "EUR-JPY", "side": "buy", "price": "160", "qty": "500"})));
+    let rules = json!({"tiers": {"0": {"review_threshold": {"EUR": "50.00"}}}});
+    ok(admin.call("publish_rules", json!({"rules": rules})));
+    ok(admin.call("activate_rules", json!({"version": 1})));
+    // 100.00 EUR, above the 50.00 threshold: held; approved, 1 lot at 160 pays 16,000
+    // JPY less the 2 bps taker fee (3.2 → 3).
+    let pay =
+        json!({"by": payer, "payee": merchant, "from": "EUR", "to": "JPY", "send": "100.00", "min_receive": "15997"});
+    let held = ok(admin.call("pay_cross_border", pay));
+    let hold = held["result"]["held_for_review"]["hold"].as_u64().unwrap();
+    let approved = ok(admin.call("review_decision", json!({"hold": hold, "approve": true})));
+    let seq = approved["seq"].as_u64().unwrap();
+    let to_merchant = receiver.wait_delivered("/xb", 1);
+    assert_eq!(types(&to_merchant), ["crossborder.completed"], "the payment, not the hold");
+    let body = &to_merchant[0].body;
+    assert_eq!((body["seq"].as_u64(), body["data"]["receive"].as_str()), (Some(seq), Some("15997")));
+    assert_eq!(body["data"]["payment"], approved["result"]["payment"]);
+    let to_payer = receiver.wait_delivered("/payer", 1);
+    assert_eq!(types(&to_payer), ["review.decided"]);
+    assert_eq!(
+        (to_payer[0].body["seq"].as_u64(), to_payer[0].body["data"]["type"].as_str()),
+        (Some(seq), Some("review_approved"))
+    );
+    std::thread::sleep(QUIET);
+    assert_eq!((receiver.delivered("/xb").len(), receiver.delivered("/payer").len()), (1, 1), "once each");
+    assert!(receiver.shared.0.lock().unwrap().bad_signatures.is_empty());
+}

@@ -955,7 +955,7 @@ impl Serialize for RouteOut<'_> {
 }
 
 /// The ids a command made or acted on; for a cross-border command, its route and
-/// amounts too.
+/// amounts too; for a payment held for review, the hold instead of a payment.
 #[derive(Debug, Default, Serialize)]
 struct ResultOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -964,8 +964,31 @@ struct ResultOut<'a> {
     payment: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_for_review: Option<HeldOut>,
     #[serde(flatten)]
     cross_border: Option<CrossBorderOut<'a>>,
+}
+
+/// A payment held for review instead of made: its hold and, when this command held it,
+/// the `held_for_review` event's fields (a replay knows the hold only).
+#[derive(Debug, Serialize)]
+struct HeldOut {
+    hold: u64,
+    #[serde(flatten)]
+    detail: Option<HeldDetailOut>,
+}
+
+/// What was held, from whom, for whom, and which rule of which version held it.
+#[derive(Debug, Serialize)]
+struct HeldDetailOut {
+    kind: &'static str,
+    payer: u32,
+    payee: Option<u32>,
+    asset: Code,
+    amount: Money,
+    rule: &'static str,
+    version: u32,
 }
 
 /// What a quote or a cross-border payment came to, in one object.
@@ -1136,7 +1159,8 @@ fn error_message(reason: RejectReason, events: &[Event]) -> std::borrow::Cow<'st
     }
 }
 
-/// The ids a command made or acted on, from its events.
+/// The ids a command made or acted on, from its events; a payment held for review
+/// shows its hold.
 fn result<'a>(formatter: &Formatter<'a>, events: &[Event]) -> ResultOut<'a> {
     let mut result = ResultOut { cross_border: formatter.cross_border(events), ..ResultOut::default() };
     for event in events {
@@ -1153,6 +1177,21 @@ fn result<'a>(formatter: &Formatter<'a>, events: &[Event]) -> ResultOut<'a> {
                 result.payment = Some(payment.get());
             }
             Event::OrderAccepted { order, .. } => result.order_id = Some(order.get()),
+            Event::HeldForReview { hold, kind, payer, payee, asset, amount, rule, version } => {
+                let detail = HeldDetailOut {
+                    kind: payment_kind(kind),
+                    payer: payer.get(),
+                    payee: payee.map(AccountId::get),
+                    asset: formatter.code(asset),
+                    amount: formatter.money(asset, amount),
+                    rule: rule.name(),
+                    version: version.get(),
+                };
+                result.held_for_review = Some(HeldOut { hold: hold.get(), detail: Some(detail) });
+            }
+            Event::Replayed { original: Outcome::HeldForReview { hold }, .. } => {
+                result.held_for_review = Some(HeldOut { hold: hold.get(), detail: None });
+            }
             _ => {}
         }
     }
