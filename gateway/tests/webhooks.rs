@@ -376,7 +376,9 @@ fn deliveries_are_signed_ordered_retried_given_up_and_stopped_by_a_delete() {
         })
         .collect();
     round_trips.sort_unstable();
-    assert!(round_trips[10] < Duration::from_millis(100), "transfers while the receiver hangs: {round_trips:?}");
+    // The bound sits below the 400 ms a delivery on the engine's path would add, with
+    // room for a busy two-core machine.
+    assert!(round_trips[10] < Duration::from_millis(300), "transfers while the receiver hangs: {round_trips:?}");
     assert!(round_trips[19] < Duration::from_secs(2), "{round_trips:?}");
     assert!(receiver.shared.0.lock().unwrap().mode == Mode::Hang, "the receiver hung throughout");
     assert_eq!(server.http(None).get("/ready").status, 200);
