@@ -646,3 +646,38 @@ async fn a_rule_refuses_a_cross_border_payment_and_an_approval_waits_for_the_boo
     rejected(&world.admin.call("review_decision", json!({"hold": hold, "approve": false})), "hold_decided");
     assert_balance(balance(&mut world.admin, payee, "USD").await, "2400.12", "0.00", "paid once");
 }
+
+// ---------------------------------------------------------------------------------
+// One key on both sides of a leg
+
+/// A key for both the payer and the maker whose order a leg takes was shown only the
+/// taker's fill: the maker's fill was in neither the reply (one fill per trade) nor a
+/// push (the requesting session is not pushed its own command), so a client could not
+/// account its order's fill (found by `bourse-load`, whose sessions pay from their
+/// merchant account while their trading account rests orders).
+#[tokio::test]
+async fn a_key_on_both_sides_of_a_leg_sees_the_taker_fill_and_the_maker_fill() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut world = World::open(&dir).await;
+    let (maker, payer, payee) = (world.maker, world.payer, world.payee);
+    let both = create_key(&mut world.admin, &["read", "pay"], &[maker, payer]).await;
+    let mut ws = world.listener(&both).await;
+    // One hop, EUR→USD: 10 lots at 1.2003 from the maker's bid; the maker's fee is
+    // 1 bp of 1,200.30 USD, 0.12003 → 0.12.
+    let paid = ok(ws
+        .call(
+            "pay_cross_border",
+            json!({"by": payer, "payee": payee, "from": "EUR", "to": "USD", "send": "1000.00", "min_receive": "1200.00", "max_hops": 1}),
+        )
+        .await);
+    let fills = events_of(&paid, "fill");
+    assert_eq!(fills.len(), 2, "{paid}");
+    assert_has(
+        fills[0],
+        &json!({"liquidity": "taker", "account": payer, "side": "sell", "qty": "1000", "fee": "0.24"}),
+    );
+    assert_has(
+        fills[1],
+        &json!({"liquidity": "maker", "account": maker, "side": "buy", "price": "1.2003", "qty": "1000", "fee": "0.12", "remaining": "4000"}),
+    );
+}

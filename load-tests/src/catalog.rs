@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::crossborder::{Pair, resolve_pairs};
 use crate::dec::{Dec, format_units};
 use crate::ws::BlockingWs;
 
@@ -19,7 +20,8 @@ pub(crate) const PASSIVE_TICKS: i64 = 10;
 /// Orders are 1 to this many times the market's minimum quantity.
 pub(crate) const ORDER_LOTS_MAX: i64 = 4;
 
-/// What every trading account is funded with, per asset, in whole units.
+/// What every account of the load (trading and merchant) is funded with, per asset,
+/// in whole units.
 pub(crate) const FUNDING: &[(&str, &str)] =
     &[("USD", "10000000"), ("EUR", "10000000"), ("GBP", "10000000"), ("JPY", "1000000000"), ("BTC", "1000")];
 /// The asset payments move.
@@ -50,11 +52,12 @@ pub(crate) struct Market {
     pub(crate) fee_bps: (u32, u32),
 }
 
-/// The assets and the traded markets.
+/// The assets, the traded markets, and the cross-border pairs paid through them.
 #[derive(Clone, Debug)]
 pub(crate) struct Catalog {
     pub(crate) assets: Vec<Asset>,
     pub(crate) markets: Vec<Market>,
+    pub(crate) pairs: Vec<Pair>,
 }
 
 impl Catalog {
@@ -79,7 +82,9 @@ impl Catalog {
             };
             markets.push(Market::from_listing(market, &assets, mid).with_context(|| format!("market {symbol}"))?);
         }
-        Ok(Catalog { assets, markets })
+        let mut catalog = Catalog { assets, markets, pairs: Vec::new() };
+        catalog.pairs = resolve_pairs(&catalog).map_err(anyhow::Error::msg)?;
+        Ok(catalog)
     }
 
     pub(crate) fn asset(&self, code: &str) -> Option<usize> {

@@ -21,8 +21,12 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 
 use crate::catalog::{Catalog, Market, ORDER_LOTS_MAX, PASSIVE_TICKS, PAYMENT_ASSET};
+use crate::crossborder::{self, OpenQuote, Parties, QUOTE_TTL_MS, SLACK_BPS, TIGHT_ONE_IN, Terms};
 use crate::fix::{FixMessage, FixWriter, tag};
-use crate::limits::{IN_FLIGHT_PER_CLIENT_MAX, LIVE_ORDERS_PER_CLIENT_MAX, OPEN_AUTHORIZATIONS_PER_CLIENT_MAX};
+use crate::limits::{
+    IN_FLIGHT_PER_CLIENT_MAX, LIVE_ORDERS_PER_CLIENT_MAX, OPEN_AUTHORIZATIONS_PER_CLIENT_MAX,
+    OPEN_QUOTES_PER_CLIENT_MAX,
+};
 use crate::mix::{Mix, OpKind, Transport};
 use crate::model::{ExecTracker, Failures, Ledger};
 use crate::stats::{Outcome, SessionStats};
@@ -62,7 +66,9 @@ pub(crate) struct Identity {
     pub(crate) transport: Transport,
     /// The account it trades and pays from.
     pub(crate) account: u64,
-    /// WebSocket sessions: the second account of their key, payee of their authorizations.
+    /// WebSocket sessions: the second account of their key, payee of their
+    /// authorizations and payer of their cross-border payments (it rests no orders, so
+    /// no route stops at its own order).
     pub(crate) merchant: Option<u64>,
     /// Accounts its transfers go to (other sessions').
     pub(crate) payees: Vec<u64>,
@@ -207,6 +213,23 @@ enum Detail {
     Void {
         payment: u64,
     },
+    /// From the merchant account to `payee`: at most `offered` of the pair's `from`,
+    /// the payee to get at least `min_receive` of its `to`.
+    PayCrossBorder {
+        pair: usize,
+        payee: u64,
+        offered: i128,
+        min_receive: i128,
+    },
+    /// A quote, from the merchant account to `payee`, for exactly `receive` of the pair's `to`.
+    QuotePayment {
+        pair: usize,
+        payee: u64,
+        receive: i128,
+    },
+    ExecuteQuote {
+        quote: OpenQuote,
+    },
     /// WebSocket: a cancel of an order that does not exist; FIX: a buy the account
     /// cannot pay for. Either way the engine rejects it.
     Barrier,
@@ -269,6 +292,7 @@ pub(crate) struct ClientState {
     placing: usize,
     orders: HashMap<u64, LiveOrder>,
     authorizations: Vec<OpenAuth>,
+    quotes: Vec<OpenQuote>,
     pub(crate) ledger: Ledger,
     pub(crate) stats: SessionStats,
     pub(crate) failures: Failures,
@@ -312,6 +336,7 @@ impl ClientState {
             placing: 0,
             orders: HashMap::with_capacity(LIVE_ORDERS_PER_CLIENT_MAX * 2),
             authorizations: Vec::new(),
+            quotes: Vec::new(),
             ledger: Ledger::default(),
             stats: SessionStats::default(),
             failures: Failures::default(),
@@ -347,6 +372,7 @@ impl ClientState {
         self.fix_in_seq = 1;
         self.last_seq = 0;
         self.authorizations.retain(|auth| !auth.busy);
+        self.quotes.retain(|quote| !quote.busy);
         let now = Instant::now();
         self.orders = orders
             .into_iter()
@@ -426,6 +452,7 @@ impl ClientState {
     fn choose(&mut self, who: &Identity, shared: &Shared) -> (OpKind, Detail) {
         let idle_orders = self.orders.values().filter(|order| !order.busy && !order.ioc).count();
         let idle_auths = self.authorizations.iter().filter(|auth| !auth.busy).count();
+        let idle_quotes = self.quotes.iter().filter(|quote| !quote.busy).count();
         let op =
             match shared.mix.draw(who.transport, &mut self.rng) {
                 OpKind::CancelOrder | OpKind::AmendOrder if idle_orders == 0 => OpKind::PlaceOrder,
@@ -435,6 +462,14 @@ impl ClientState {
                 OpKind::Capture | OpKind::Void if idle_auths == 0 => OpKind::Authorize,
                 OpKind::Authorize if self.authorizations.len() >= OPEN_AUTHORIZATIONS_PER_CLIENT_MAX => {
                     if idle_auths > 0 { OpKind::Capture } else { OpKind::Transfer }
+                }
+                OpKind::ExecuteQuote if idle_quotes == 0 => OpKind::QuotePayment,
+                OpKind::QuotePayment if self.quotes.len() >= OPEN_QUOTES_PER_CLIENT_MAX => {
+                    if idle_quotes > 0 {
+                        OpKind::ExecuteQuote
+                    } else {
+                        OpKind::PayCrossBorder
+                    }
                 }
                 op => op,
             };
@@ -463,9 +498,38 @@ impl ClientState {
                     Detail::Void { payment }
                 }
             }
+            OpKind::PayCrossBorder => {
+                let (pair, payee, send) = self.draw_cross_border(who, &shared.catalog);
+                let estimate = crossborder::mid_receive(&shared.catalog.markets, &shared.catalog.pairs[pair], send);
+                let tight = self.rng.random_ratio(1, TIGHT_ONE_IN);
+                let min_receive = if tight { estimate } else { estimate * (10_000 - SLACK_BPS) / 10_000 };
+                Detail::PayCrossBorder { pair, payee, offered: send, min_receive: min_receive.max(1) }
+            }
+            OpKind::QuotePayment => {
+                let (pair, payee, send) = self.draw_cross_border(who, &shared.catalog);
+                let estimate = crossborder::mid_receive(&shared.catalog.markets, &shared.catalog.pairs[pair], send);
+                Detail::QuotePayment { pair, payee, receive: (estimate * (10_000 - SLACK_BPS) / 10_000).max(1) }
+            }
+            OpKind::ExecuteQuote => {
+                let pick = self.rng.random_range(0..idle_quotes);
+                let quote = self.quotes.iter_mut().filter(|quote| !quote.busy).nth(pick).expect("counted above");
+                quote.busy = true;
+                Detail::ExecuteQuote { quote: *quote }
+            }
             OpKind::Barrier => Detail::Barrier,
         };
         (op, detail)
+    }
+
+    /// A pair, a payee (any other account of the load; the session's own trading
+    /// account instead of its merchant, the payer) and an amount to send.
+    fn draw_cross_border(&mut self, who: &Identity, catalog: &Catalog) -> (usize, u64, i128) {
+        let pair = self.rng.random_range(0..catalog.pairs.len());
+        let (least, most) = catalog.pairs[pair].send_minor;
+        let send = self.rng.random_range(least..=most);
+        let picked = who.payees[self.rng.random_range(0..who.payees.len())];
+        let payee = if Some(picked) == who.merchant { who.account } else { picked };
+        (pair, payee, send)
     }
 
     fn plan_place(&mut self, catalog: &Catalog, ioc: bool) -> Detail {
@@ -568,7 +632,13 @@ impl ClientState {
                     .field(tag::TIME_IN_FORCE, 1)
                     .field(tag::TRANSACT_TIME, now);
             }
-            Detail::Transfer { .. } | Detail::Authorize { .. } | Detail::Capture { .. } | Detail::Void { .. } => {
+            Detail::Transfer { .. }
+            | Detail::Authorize { .. }
+            | Detail::Capture { .. }
+            | Detail::Void { .. }
+            | Detail::PayCrossBorder { .. }
+            | Detail::QuotePayment { .. }
+            | Detail::ExecuteQuote { .. } => {
                 unreachable!("FIX sessions send orders only (the mix draws orders for FIX)")
             }
         }
@@ -753,6 +823,37 @@ fn encode_ws(who: &Identity, catalog: &Catalog, n: u64, detail: Detail, side: &m
         Detail::Void { payment } => {
             write!(text, r#"{{"id":{n},"op":"void","by":{by},"payment":{payment},"key":"{}"}}"#, key(n))
         }
+        Detail::PayCrossBorder { pair, payee, offered, min_receive } => {
+            let pair = &catalog.pairs[pair];
+            write!(
+                text,
+                r#"{{"id":{n},"op":"pay_cross_border","by":{},"payee":{payee},"from":"{}","to":"{}","send":"{}","min_receive":"{}","key":"{}"}}"#,
+                who.merchant.expect("a WebSocket session has a merchant account"),
+                catalog.assets[pair.from].code,
+                catalog.assets[pair.to].code,
+                catalog.format_minor(pair.from, offered),
+                catalog.format_minor(pair.to, min_receive),
+                key(n)
+            )
+        }
+        Detail::QuotePayment { pair, payee, receive } => {
+            let pair = &catalog.pairs[pair];
+            write!(
+                text,
+                r#"{{"id":{n},"op":"quote_payment","by":{},"payee":{payee},"from":"{}","to":"{}","receive":"{}","ttl_ms":{QUOTE_TTL_MS}}}"#,
+                who.merchant.expect("a WebSocket session has a merchant account"),
+                catalog.assets[pair.from].code,
+                catalog.assets[pair.to].code,
+                catalog.format_minor(pair.to, receive),
+            )
+        }
+        Detail::ExecuteQuote { quote } => write!(
+            text,
+            r#"{{"id":{n},"op":"execute_quote","by":{},"quote":{},"key":"{}"}}"#,
+            who.merchant.expect("a WebSocket session has a merchant account"),
+            quote.quote,
+            key(n)
+        ),
         Detail::Barrier => write!(text, r#"{{"id":{n},"op":"cancel_order","by":{by},"order_id":999999999999}}"#),
     };
     encode_frame(&mut side.out, OPCODE_TEXT, text.as_bytes(), &mut side.masker);
@@ -801,10 +902,17 @@ impl ClientState {
             Detail::Place { .. } => result.and_then(|result| result.order_id),
             Detail::Cancel { order } | Detail::Amend { order, .. } => Some(order),
             Detail::Capture { payment, .. } | Detail::Void { payment } => Some(payment),
+            Detail::QuotePayment { .. } => result.and_then(|result| result.quote),
             _ => result.and_then(|result| result.payment),
         };
         if let Some(seq) = incoming.seq {
-            let by = if matches!(flight.detail, Detail::Capture { .. }) {
+            let by = if matches!(
+                flight.detail,
+                Detail::Capture { .. }
+                    | Detail::PayCrossBorder { .. }
+                    | Detail::QuotePayment { .. }
+                    | Detail::ExecuteQuote { .. }
+            ) {
                 who.merchant.unwrap_or(who.account)
             } else {
                 who.account
@@ -813,6 +921,8 @@ impl ClientState {
                 Detail::Transfer { amount, .. } | Detail::Authorize { amount } | Detail::Capture { amount, .. } => {
                     Some(amount)
                 }
+                Detail::PayCrossBorder { offered, .. } => Some(offered),
+                Detail::QuotePayment { receive, .. } => Some(receive),
                 _ => None,
             };
             self.record_ack(shared, AckRecord { seq, op: flight.op, by, accepted: ok, target, amount });
@@ -848,8 +958,88 @@ impl ClientState {
                     events,
                 );
             }
+            Detail::PayCrossBorder { .. } | Detail::QuotePayment { .. } | Detail::ExecuteQuote { .. } => {
+                self.cross_border(who, shared, n, flight, outcome, incoming, now);
+            }
             Detail::Place { .. } | Detail::Barrier => {}
         }
+    }
+
+    /// The reply to a cross-border request. A rejection must be one the op may
+    /// legitimately meet (`crossborder::legitimate_rejection`); a payment must check
+    /// out (`crossborder::check_paid`), and then the model books the payer's send and
+    /// the payee's receive. Fills of the session's own resting orders by the legs are
+    /// in this reply, not pushed: they are accounted like any maker's fills.
+    #[allow(clippy::too_many_arguments)]
+    fn cross_border(
+        &mut self,
+        who: &Identity,
+        shared: &Shared,
+        n: u64,
+        flight: InFlight,
+        outcome: Outcome<'_>,
+        incoming: &Incoming<'_>,
+        now: Instant,
+    ) {
+        if let Detail::ExecuteQuote { quote } = flight.detail {
+            if let Outcome::Refused(_) = outcome {
+                if let Some(open) = self.quotes.iter_mut().find(|open| open.quote == quote.quote) {
+                    open.busy = false;
+                }
+            } else {
+                self.quotes.retain(|open| open.quote != quote.quote);
+            }
+        }
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Rejected(code) if crossborder::legitimate_rejection(flight.op, code) => return,
+            Outcome::Rejected(code) => {
+                let message = incoming.error.as_ref().map(|error| error.message.to_string()).unwrap_or_default();
+                self.fail(shared, "unexpected_rejection", || format!("{} request {n}: {code}: {message}", flight.op));
+                return;
+            }
+            Outcome::Refused(code) => {
+                if matches!(code, "invalid_params" | "unknown_asset" | "forbidden" | "malformed") {
+                    self.fail(shared, "mismatched", || format!("{} request {n} refused as {code}", flight.op));
+                }
+                return;
+            }
+        }
+        let payer = who.merchant.expect("a WebSocket session has a merchant account");
+        let (catalog, result, events) = (&shared.catalog, incoming.result.as_ref(), &incoming.events);
+        let parties = |pair: usize, payee: u64| {
+            let pair = &catalog.pairs[pair];
+            Parties { payer, payee, from: pair.from, to: pair.to }
+        };
+        let (parties, terms) = match flight.detail {
+            Detail::QuotePayment { pair, payee, receive } => {
+                match crossborder::check_quoted(catalog, parties(pair, payee), receive, result, events) {
+                    Ok((quote, send)) => self.quotes.push(OpenQuote { quote, payee, pair, send, receive, busy: false }),
+                    Err(why) => self.fail(shared, "mismatched", || format!("quote_payment request {n}: {why}")),
+                }
+                return;
+            }
+            Detail::PayCrossBorder { pair, payee, offered, min_receive } => {
+                (parties(pair, payee), Terms::Direct { offered, min_receive })
+            }
+            Detail::ExecuteQuote { quote: open } => (
+                parties(open.pair, open.payee),
+                Terms::Quote { quote: open.quote, send: open.send, receive: open.receive },
+            ),
+            _ => return,
+        };
+        match crossborder::check_paid(catalog, parties, terms, result, events) {
+            Ok(paid) => {
+                self.ledger.add(parties.payer, parties.from, -paid.send);
+                self.ledger.add(parties.payee, parties.to, paid.receive);
+                if let (Some(seq), true) = (incoming.seq, paid.taker_fills > 0) {
+                    shared.exec.lock().expect("exec tracker lock").taker(seq, flight.intended, flight.sent);
+                }
+            }
+            Err(why) => self.fail(shared, "mismatched", || format!("{} request {n}: {why}", flight.op)),
+        }
+        let own = events.iter().filter(|event| !(event.kind == "fill" && event.account == Some(payer)));
+        self.order_events(who, shared, own, incoming.seq, now, true);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -905,12 +1095,13 @@ impl ClientState {
         }
     }
 
-    /// Fills, cancels and amends among `events` (a reply's, or a push's).
-    fn order_events(
+    /// Fills, cancels and amends among `events` (a reply's, or a push's). `push`: of
+    /// another session's command (so fills are the maker's).
+    fn order_events<'e, 'a: 'e>(
         &mut self,
         who: &Identity,
         shared: &Shared,
-        events: &[Event<'_>],
+        events: impl IntoIterator<Item = &'e Event<'a>>,
         seq: Option<u64>,
         now: Instant,
         push: bool,
@@ -1024,8 +1215,8 @@ impl ClientState {
         let found = match detail {
             Detail::Transfer { to, amount } => events.iter().find(|event| {
                 event.kind == "transferred"
-                    && event.from == Some(who.account)
-                    && event.to == Some(to)
+                    && event.account_from() == Some(who.account)
+                    && event.account_to() == Some(to)
                     && amount_of(event) == Some(amount)
                     && event.payment == payment
             }),

@@ -23,6 +23,8 @@ pub(crate) const THREADS_MAX: usize = 16;
 pub(crate) const LIVE_ORDERS_PER_CLIENT_MAX: usize = 64;
 /// Open authorizations one client keeps at most: past it, an authorize becomes a capture.
 pub(crate) const OPEN_AUTHORIZATIONS_PER_CLIENT_MAX: usize = 32;
+/// Open quotes one client keeps at most: past it, a quote becomes an execution.
+pub(crate) const OPEN_QUOTES_PER_CLIENT_MAX: usize = 16;
 /// Requests one client may have unanswered; past it the client sheds (skips) sends and
 /// counts them, so a stalled server cannot make the tool grow without bound.
 pub(crate) const IN_FLIGHT_PER_CLIENT_MAX: usize = 200_000;

@@ -8,6 +8,7 @@
 //! - `dec`: decimal strings as exact integers.
 //! - `catalog`: the traded markets and assets, ticks, lots, notional and fees.
 //! - `mix`: the operation mix, as a table.
+//! - `crossborder`: the currency pairs paid, mid estimates, checks of payment replies.
 //! - `ws`, `fix`: the WebSocket and FIX 4.4 client protocols, written here.
 //! - `wire`: the server's JSON messages as typed, borrowing structs.
 //! - `client`: one trading session: requests in flight, orders, checks, model share.
@@ -21,6 +22,7 @@
 
 mod catalog;
 mod client;
+mod crossborder;
 mod dec;
 mod fix;
 mod limits;

@@ -1,9 +1,6 @@
 //! The operation mix, as a table: each kind of operation, the transports that can
 //! send it, and its weight in the default (`realistic`) mix and the presets. Adding an
 //! operation is one row here plus its request and reply in `client`.
-//!
-//! Cross-border payments (`quote_payment`, `execute_quote`, `pay_cross_border`) are
-//! not in the API yet; when they are, they become rows here.
 
 use std::fmt;
 
@@ -23,13 +20,20 @@ pub(crate) enum OpKind {
     Authorize,
     Capture,
     Void,
+    /// A cross-border payment routed and paid in one command (`send` under a
+    /// `min_receive`): real taker trades of the payer against the books.
+    PayCrossBorder,
+    /// A quote for a cross-border payment (`receive` exactly), kept to execute later.
+    QuotePayment,
+    /// The execution of one of the session's quotes.
+    ExecuteQuote,
     /// The end-of-run command every session sends once, that the engine rejects: its
     /// reply proves every earlier push has been delivered to the session.
     Barrier,
 }
 
 /// Operation kinds in stats order.
-pub(crate) const OP_KINDS: [OpKind; 9] = [
+pub(crate) const OP_KINDS: [OpKind; 12] = [
     OpKind::PlaceOrder,
     OpKind::PlaceIoc,
     OpKind::CancelOrder,
@@ -38,6 +42,9 @@ pub(crate) const OP_KINDS: [OpKind; 9] = [
     OpKind::Authorize,
     OpKind::Capture,
     OpKind::Void,
+    OpKind::PayCrossBorder,
+    OpKind::QuotePayment,
+    OpKind::ExecuteQuote,
     OpKind::Barrier,
 ];
 
@@ -56,6 +63,9 @@ impl OpKind {
             OpKind::Authorize => "authorize",
             OpKind::Capture => "capture",
             OpKind::Void => "void",
+            OpKind::PayCrossBorder => "pay_cross_border",
+            OpKind::QuotePayment => "quote_payment",
+            OpKind::ExecuteQuote => "execute_quote",
             OpKind::Barrier => "barrier",
         }
     }
@@ -63,6 +73,11 @@ impl OpKind {
     /// Whether it is an order operation (counted in "orders/s" and the order acknowledgement figures).
     pub(crate) fn is_order(self) -> bool {
         matches!(self, OpKind::PlaceOrder | OpKind::PlaceIoc | OpKind::CancelOrder | OpKind::AmendOrder)
+    }
+
+    /// Whether it is a cross-border payment or quote.
+    pub(crate) fn is_cross_border(self) -> bool {
+        matches!(self, OpKind::PayCrossBorder | OpKind::QuotePayment | OpKind::ExecuteQuote)
     }
 }
 
@@ -100,14 +115,17 @@ struct Row {
 
 /// The mix table.
 const ROWS: &[Row] = &[
-    Row { op: OpKind::PlaceOrder, fix: true, realistic: 30, orders: 40, payments: 0 },
+    Row { op: OpKind::PlaceOrder, fix: true, realistic: 28, orders: 40, payments: 0 },
     Row { op: OpKind::PlaceIoc, fix: true, realistic: 8, orders: 10, payments: 0 },
-    Row { op: OpKind::CancelOrder, fix: true, realistic: 22, orders: 30, payments: 0 },
-    Row { op: OpKind::AmendOrder, fix: true, realistic: 15, orders: 20, payments: 0 },
-    Row { op: OpKind::Transfer, fix: false, realistic: 12, orders: 0, payments: 50 },
-    Row { op: OpKind::Authorize, fix: false, realistic: 6, orders: 0, payments: 24 },
-    Row { op: OpKind::Capture, fix: false, realistic: 5, orders: 0, payments: 20 },
-    Row { op: OpKind::Void, fix: false, realistic: 2, orders: 0, payments: 6 },
+    Row { op: OpKind::CancelOrder, fix: true, realistic: 21, orders: 30, payments: 0 },
+    Row { op: OpKind::AmendOrder, fix: true, realistic: 14, orders: 20, payments: 0 },
+    Row { op: OpKind::Transfer, fix: false, realistic: 10, orders: 0, payments: 40 },
+    Row { op: OpKind::Authorize, fix: false, realistic: 6, orders: 0, payments: 20 },
+    Row { op: OpKind::Capture, fix: false, realistic: 5, orders: 0, payments: 16 },
+    Row { op: OpKind::Void, fix: false, realistic: 2, orders: 0, payments: 4 },
+    Row { op: OpKind::PayCrossBorder, fix: false, realistic: 4, orders: 0, payments: 14 },
+    Row { op: OpKind::QuotePayment, fix: false, realistic: 1, orders: 0, payments: 3 },
+    Row { op: OpKind::ExecuteQuote, fix: false, realistic: 1, orders: 0, payments: 3 },
 ];
 
 /// A mix: weights per operation, drawn per transport.
@@ -149,6 +167,12 @@ impl Mix {
 
     fn total(&self, transport: Transport) -> u32 {
         self.weights.iter().filter(|(_, _, fix)| transport == Transport::Ws || *fix).map(|(_, weight, _)| weight).sum()
+    }
+
+    /// Whether the mix sends cross-border payments (the setup then rests a ladder of
+    /// liquidity for them, see `setup`).
+    pub(crate) fn has_cross_border(&self) -> bool {
+        self.weights.iter().any(|(op, weight, _)| op.is_cross_border() && *weight > 0)
     }
 
     /// Whether FIX sessions have anything to send in this mix.
@@ -198,8 +222,14 @@ mod tests {
         for _ in 0..100_000 {
             counts[mix.draw(Transport::Ws, &mut rng).index()] += 1;
         }
-        assert!((29_000..31_000).contains(&counts[OpKind::PlaceOrder.index()]), "{counts:?}");
-        assert!((11_000..13_000).contains(&counts[OpKind::Transfer.index()]), "{counts:?}");
+        assert!((27_000..29_000).contains(&counts[OpKind::PlaceOrder.index()]), "{counts:?}");
+        assert!((9_000..11_000).contains(&counts[OpKind::Transfer.index()]), "{counts:?}");
+        assert!((3_500..4_500).contains(&counts[OpKind::PayCrossBorder.index()]), "{counts:?}");
+        for preset in ["realistic", "orders", "payments"] {
+            let total: u32 = Mix::parse(preset).unwrap().weights.iter().map(|(_, weight, _)| weight).sum();
+            assert_eq!(total, 100, "{preset} weighs 100 in all");
+        }
+        assert!(mix.has_cross_border() && !Mix::parse("orders").unwrap().has_cross_border());
         for _ in 0..10_000 {
             assert!(mix.draw(Transport::Fix, &mut rng).is_order());
         }

@@ -249,8 +249,8 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
     };
     let mut admin = setup::admin_session(&endpoints, &credentials).context("the admin session")?;
     let catalog = Catalog::load(&mut admin).context("listing the markets")?;
-    let stage =
-        setup::stage(&mut admin, &catalog, options.sessions, options.seed).context("opening and funding accounts")?;
+    let stage = setup::stage(&mut admin, &catalog, options.sessions, options.seed, options.mix.has_cross_border())
+        .context("opening and funding accounts")?;
     let connections = connect_all(&endpoints, &stage, options.seed)?;
     let shared = Arc::new(Shared {
         catalog,

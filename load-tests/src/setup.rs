@@ -3,6 +3,15 @@
 //! account), deposits, one API key per WebSocket session, the balances before the load
 //! (the model's baseline); then the sessions themselves: WebSocket logins and
 //! `account` subscriptions, FIX logons, market-data subscriptions.
+//!
+//! When the mix pays cross-border, a liquidity account rests a ladder of orders on
+//! the markets the payments route through, `PASSIVE_TICKS + 1` ticks from the mid and
+//! beyond on both sides: out of reach of the load's own orders (immediate ones reach
+//! `PASSIVE_TICKS`), so only the payments' legs take it, after the load's own orders
+//! (which are better priced). It keeps cross-border payments routable in a mix without
+//! orders (`payments`), for a while: nothing refills it (at 1,000 requests a second of
+//! `payments` it lasts minutes; then `insufficient_liquidity`). The account has no
+//! session and is not reconciled: nobody models it.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -14,7 +23,7 @@ use anyhow::{Context, bail};
 use bourse_gateway::auth::{Credentials, unix_ms_now, ws_login};
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, FUNDING, MARKETS};
+use crate::catalog::{Catalog, FUNDING, MARKETS, PASSIVE_TICKS};
 use crate::client::{Client, Identity, SendSide};
 use crate::fix::{FixMessage, FixWriter, frame_len, tag};
 use crate::limits::CALL_TIMEOUT;
@@ -87,8 +96,55 @@ fn fix_account(admin: &mut BlockingWs, index: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// Opens and funds the accounts, creates the keys, and reads the baseline.
-pub(crate) fn stage(admin: &mut BlockingWs, catalog: &Catalog, sessions: Sessions, seed: u64) -> anyhow::Result<Stage> {
+/// Price levels of the liquidity ladder on each side of each market…
+const LADDER_LEVELS: i64 = 10;
+/// …each this many times the market's minimum quantity…
+const LADDER_LOTS_PER_LEVEL: i64 = 10_000;
+/// …paid for by this many times [`FUNDING`].
+const LADDER_FUNDING_TIMES: u128 = 10;
+
+/// Opens and funds the liquidity account and rests its ladder (see the module documentation).
+fn rest_ladder(admin: &mut BlockingWs, catalog: &Catalog, seed: u64) -> anyhow::Result<()> {
+    let account = open_account(admin, 9_300_000)?;
+    deposit_funding(admin, catalog, account, seed, LADDER_FUNDING_TIMES)?;
+    let routed = |index: usize| catalog.pairs.iter().any(|pair| pair.path.iter().any(|(market, _)| *market == index));
+    for market in catalog.markets.iter().enumerate().filter(|(index, _)| routed(*index)).map(|(_, market)| market) {
+        for away in PASSIVE_TICKS + 1..=PASSIVE_TICKS + LADDER_LEVELS {
+            for (side, ticks) in [("buy", market.mid_ticks - away), ("sell", market.mid_ticks + away)] {
+                admin.call_ok(json!({"op": "place_order", "by": account, "market": market.symbol, "side": side,
+                    "price": market.price_text(ticks), "qty": market.qty_text(market.qty_min_lots * LADDER_LOTS_PER_LEVEL)}))
+                    .with_context(|| format!("the liquidity ladder on {}", market.symbol))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deposits `times` [`FUNDING`] into `account`.
+fn deposit_funding(
+    admin: &mut BlockingWs,
+    catalog: &Catalog,
+    account: u64,
+    seed: u64,
+    times: u128,
+) -> anyhow::Result<()> {
+    for (asset, units) in FUNDING {
+        let amount = units.parse::<u128>().context("FUNDING is whole units")? * times;
+        let key = format!("{seed:016x}{account:08x}{:08x}", catalog.asset(asset).unwrap_or_default());
+        admin.call_ok(json!({"op": "deposit", "account": account, "asset": asset, "amount": amount.to_string(), "reference": "bourse-load", "key": key}))?;
+    }
+    Ok(())
+}
+
+/// Opens and funds the accounts, creates the keys, and reads the baseline; rests the
+/// liquidity ladder when the mix pays cross-border (`liquidity`).
+pub(crate) fn stage(
+    admin: &mut BlockingWs,
+    catalog: &Catalog,
+    sessions: Sessions,
+    seed: u64,
+    liquidity: bool,
+) -> anyhow::Result<Stage> {
     let mut identities = Vec::new();
     for index in 0..sessions.fix {
         let account = fix_account(admin, index as u64)?;
@@ -118,11 +174,12 @@ pub(crate) fn stage(admin: &mut BlockingWs, catalog: &Catalog, sessions: Session
     for who in &mut identities {
         who.payees = accounts.iter().copied().filter(|account| *account != who.account).collect();
     }
-    for who in &identities {
-        for (asset, amount) in FUNDING {
-            let key = format!("{seed:016x}{:08x}{:08x}", who.account, catalog.asset(asset).unwrap_or_default());
-            admin.call_ok(json!({"op": "deposit", "account": who.account, "asset": asset, "amount": amount, "reference": "bourse-load", "key": key}))?;
-        }
+    // Merchants too: they pay the cross-border payments.
+    for account in &accounts {
+        deposit_funding(admin, catalog, *account, seed, 1)?;
+    }
+    if liquidity {
+        rest_ladder(admin, catalog, seed)?;
     }
     let mut credentials = Vec::new();
     let mut key_ids = Vec::new();

@@ -5,7 +5,7 @@
 //! with `bourse-journal`) and replays the new records through its own `Engine`, kept
 //! from the start of the soak: every command a client had an acknowledgement for must
 //! be there, at the sequence number the reply gave, with the same content (kind,
-//! account, order or payment, amount) and the same outcome (accepted or rejected, the
+//! account, order, payment or quote, amount) and the same outcome (accepted or rejected, the
 //! same order or payment id). After the restart the balances the server reports must
 //! equal the replayed engine's, available and held. The clients reconnect (new logins,
 //! FIX logons), learn their resting orders from the server and go on. At the end the
@@ -191,7 +191,9 @@ fn compare(ack: &AckRecord, command: &Command, events: &[Event]) -> Result<(), S
     };
     let made_payment = || {
         events.iter().find_map(|event| match event {
-            Event::Transferred { payment, .. } | Event::Authorized { payment, .. } => Some(payment.get()),
+            Event::Transferred { payment, .. }
+            | Event::Authorized { payment, .. }
+            | Event::CrossBorderPaid { payment, .. } => Some(payment.get()),
             _ => None,
         })
     };
@@ -215,6 +217,17 @@ fn compare(ack: &AckRecord, command: &Command, events: &[Event]) -> Result<(), S
             (ack.op == OpKind::Capture, capture.by, Some(capture.payment.get()), Some(capture.amount))
         }
         Command::Void(void) => (ack.op == OpKind::Void, void.by, Some(void.payment.get()), None),
+        Command::PayCrossBorder(pay) => {
+            (ack.op == OpKind::PayCrossBorder, pay.by, made_payment(), Some(pay.amount.amount()))
+        }
+        Command::QuotePayment(quote) => {
+            let id = events.iter().find_map(|event| match event {
+                Event::Quoted { quote, .. } => Some(quote.get()),
+                _ => None,
+            });
+            (ack.op == OpKind::QuotePayment, quote.by, id, Some(quote.amount.amount()))
+        }
+        Command::ExecuteQuote(execute) => (ack.op == OpKind::ExecuteQuote, execute.by, made_payment(), None),
         other => return Err(format!("{} acknowledged, but the journal holds {:?}", ack.op, other.kind())),
     };
     if !kind_ok {
@@ -316,8 +329,8 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
     let mut endpoints = Endpoints { http: spawned.process.http, fix: spawned.process.fix };
     let mut admin = setup::admin_session(&endpoints, &credentials).context("the admin session")?;
     let catalog = Catalog::load(&mut admin).context("listing the markets")?;
-    let stage =
-        setup::stage(&mut admin, &catalog, options.sessions, options.seed).context("opening and funding accounts")?;
+    let stage = setup::stage(&mut admin, &catalog, options.sessions, options.seed, options.mix.has_cross_border())
+        .context("opening and funding accounts")?;
     let engine_config = bourse_gateway::config::ServerConfig::load(&spawned.config)?.engine;
     let mut replay =
         Replay { engine: Engine::with_capacity(&engine_config, Capacity::default()), applied: 0, events: Vec::new() };

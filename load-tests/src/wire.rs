@@ -22,8 +22,8 @@ pub(crate) struct Incoming<'a> {
     pub(crate) channel: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub(crate) error: Option<ErrorBody<'a>>,
-    #[serde(default)]
-    pub(crate) result: Option<ResultBody>,
+    #[serde(default, borrow)]
+    pub(crate) result: Option<ResultBody<'a>>,
     #[serde(default, borrow)]
     pub(crate) events: Vec<Event<'a>>,
 }
@@ -36,12 +36,39 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) message: Cow<'a, str>,
 }
 
+/// A command's `result`: the order or payment it made; for cross-border payments and
+/// quotes also the parties, the assets and the amounts.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct ResultBody {
+pub(crate) struct ResultBody<'a> {
     #[serde(default)]
     pub(crate) order_id: Option<u64>,
     #[serde(default)]
     pub(crate) payment: Option<u64>,
+    #[serde(default)]
+    pub(crate) quote: Option<u64>,
+    #[serde(default)]
+    pub(crate) payer: Option<u64>,
+    #[serde(default)]
+    pub(crate) payee: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) from: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) to: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) send: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) receive: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) surplus: Option<Cow<'a, str>>,
+}
+
+/// `from` and `to` of an event: accounts in `transferred`, asset codes in
+/// `cross_border_paid` and `quoted`.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub(crate) enum AccountOrAsset<'a> {
+    Account(u64),
+    Asset(#[serde(borrow)] Cow<'a, str>),
 }
 
 /// Any event of a reply or push: one flat struct, the fields of every type optional.
@@ -71,16 +98,73 @@ pub(crate) struct Event<'a> {
     pub(crate) client_order_id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) payment: Option<u64>,
-    #[serde(default)]
-    pub(crate) from: Option<u64>,
-    #[serde(default)]
-    pub(crate) to: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) from: Option<AccountOrAsset<'a>>,
+    #[serde(default, borrow)]
+    pub(crate) to: Option<AccountOrAsset<'a>>,
     #[serde(default)]
     pub(crate) payer: Option<u64>,
     #[serde(default)]
     pub(crate) payee: Option<u64>,
     #[serde(default, borrow)]
     pub(crate) amount: Option<Cow<'a, str>>,
+    // Cross-border legs and payments.
+    #[serde(default)]
+    pub(crate) quote: Option<u64>,
+    #[serde(default)]
+    pub(crate) leg: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) input: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) input_asset: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) output: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) output_asset: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) taker_fee: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) remainder: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) send: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) receive: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) surplus: Option<Cow<'a, str>>,
+}
+
+impl Event<'_> {
+    /// `from` when it is an account (`transferred`).
+    pub(crate) fn account_from(&self) -> Option<u64> {
+        match self.from {
+            Some(AccountOrAsset::Account(account)) => Some(account),
+            _ => None,
+        }
+    }
+
+    /// `to` when it is an account (`transferred`).
+    pub(crate) fn account_to(&self) -> Option<u64> {
+        match self.to {
+            Some(AccountOrAsset::Account(account)) => Some(account),
+            _ => None,
+        }
+    }
+
+    /// `from` when it is an asset code (`cross_border_paid`, `quoted`).
+    pub(crate) fn asset_from(&self) -> Option<&str> {
+        match &self.from {
+            Some(AccountOrAsset::Asset(code)) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// `to` when it is an asset code (`cross_border_paid`, `quoted`).
+    pub(crate) fn asset_to(&self) -> Option<&str> {
+        match &self.to {
+            Some(AccountOrAsset::Asset(code)) => Some(code),
+            _ => None,
+        }
+    }
 }
 
 /// A market-data message (`book`, `bbo`, `trades`), or the reply to a subscription.

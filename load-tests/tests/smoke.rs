@@ -2,7 +2,7 @@
 //! `bourse` binary beside it when cargo built one, else the same server code linked
 //! into `bourse-load`), drives it with WebSocket and FIX sessions and market-data
 //! subscribers, and must find nothing lost, duplicated or mismatched and every balance
-//! reconciled; a short soak must find every acknowledged command in the journal after
+//! reconciled, cross-border payments among the rest (the default mix); a short soak must find every acknowledged command in the journal after
 //! each SIGKILL.
 
 use std::process::Command;
@@ -20,6 +20,16 @@ fn bourse_load(args: &[&str]) -> Value {
 
 fn count(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+/// The `ops` entry of `op` over `transport` in a JSON report.
+fn op<'a>(report: &'a Value, transport: &str, op: &str) -> &'a Value {
+    report["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .find(|entry| entry["transport"] == transport && entry["op"] == op)
+        .unwrap_or_else(|| panic!("no {transport} {op} in {:#}", report["ops"]))
 }
 
 #[test]
@@ -55,6 +65,14 @@ fn a_short_run_loses_nothing_and_every_balance_reconciles() {
     let transports: Vec<&str> =
         report["ops"].as_array().expect("ops").iter().filter_map(|op| op["transport"].as_str()).collect();
     assert!(transports.contains(&"ws") && transports.contains(&"fix"), "{transports:?}");
+    // Cross-border payments traded against the load's books and reconciled above; the
+    // direct ones and the executed quotes both paid (each its rejections aside).
+    for name in ["pay_cross_border", "execute_quote", "quote_payment"] {
+        let entry = op(&report, "ws", name);
+        assert!(count(&entry["ok"]) > 0, "no {name} succeeded: {entry:#}");
+    }
+    let paid = op(&report, "ws", "pay_cross_border");
+    assert!(count(&paid["ok"]) * 2 > count(&paid["sent"]), "most direct payments pay: {paid:#}");
     assert_eq!(report["server_stopped_cleanly"], true);
 }
 

@@ -289,26 +289,13 @@ impl<'a> Formatter<'a> {
                         maker_remaining: self.qty_of(market, maker_remaining),
                         taker_remaining: self.qty_of(market, taker_remaining),
                     }
+                } else if sees(taker_account) {
+                    // A viewer on both sides gets the maker's fill after this one (`events`).
+                    self.fill(event, false)?
+                } else if sees(maker_account) {
+                    self.fill(event, true)?
                 } else {
-                    let (liquidity, order, account, fill_side, fill_fee, remaining) = if sees(taker_account) {
-                        ("taker", taker_order, taker_account, taker_side, taker_fee, taker_remaining)
-                    } else if sees(maker_account) {
-                        ("maker", maker_order, maker_account, taker_side.opposite(), maker_fee, maker_remaining)
-                    } else {
-                        return None;
-                    };
-                    EventOut::Fill {
-                        liquidity,
-                        order_id: order.get(),
-                        account: account.get(),
-                        market: self.symbol_str(market),
-                        market_seq,
-                        side: side(fill_side),
-                        price: self.price_of(market, price),
-                        qty: self.qty_of(market, qty),
-                        fee: fee(fill_fee),
-                        remaining: self.qty_of(market, remaining),
-                    }
+                    return None;
                 }
             }
             Event::OrderCancelled { order, account, market, remaining, reason } if sees(account) => {
@@ -443,13 +430,66 @@ impl<'a> Formatter<'a> {
         Some(out)
     }
 
-    /// The events of one delivery that `viewer` may see.
+    /// The events of one delivery that `viewer` may see. A client on both sides of a
+    /// trade (two accounts of one key: a cross-border payer's leg taking an order of
+    /// the other) sees both fills, the taker's then the maker's.
     pub fn events(&self, events: &[Event], viewer: &Principal) -> Vec<EventOut<'a>> {
         let conversion = events.iter().rev().find_map(|event| match *event {
             Event::Quoted { from, to, .. } => Some((from, to)),
             _ => None,
         });
-        events.iter().filter_map(|event| self.event_in(event, viewer, conversion)).collect()
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.extend(self.event_in(event, viewer, conversion));
+            if let Event::Trade { maker_account, taker_account, .. } = *event
+                && !viewer.is_admin()
+                && viewer.may_act_for(maker_account)
+                && viewer.may_act_for(taker_account)
+            {
+                out.extend(self.fill(event, true));
+            }
+        }
+        out
+    }
+
+    /// One side of a trade as its account sees it: the maker's fill, or the taker's.
+    fn fill(&self, event: &Event, maker: bool) -> Option<EventOut<'a>> {
+        let Event::Trade {
+            market,
+            market_seq,
+            price,
+            qty,
+            taker_side,
+            maker_order,
+            taker_order,
+            maker_account,
+            taker_account,
+            maker_fee,
+            taker_fee,
+            maker_remaining,
+            taker_remaining,
+        } = *event
+        else {
+            return None;
+        };
+        let (liquidity, order, account, fill_side, fill_fee, remaining) = if maker {
+            ("maker", maker_order, maker_account, taker_side.opposite(), maker_fee, maker_remaining)
+        } else {
+            ("taker", taker_order, taker_account, taker_side, taker_fee, taker_remaining)
+        };
+        let fee_asset = self.market(market).map(|view| view.spec.quote);
+        Some(EventOut::Fill {
+            liquidity,
+            order_id: order.get(),
+            account: account.get(),
+            market: self.symbol_str(market),
+            market_seq,
+            side: side(fill_side),
+            price: self.price_of(market, price),
+            qty: self.qty_of(market, qty),
+            fee: fee_asset.map_or(Money::raw(fill_fee), |asset| self.money(asset, fill_fee)),
+            remaining: self.qty_of(market, remaining),
+        })
     }
 
     /// One leg of a route: `numbers` is (index, lots, input, output, taker fee,
