@@ -256,7 +256,7 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = FixConfig { listen: None, sessions };
+        let config = FixConfig { listen: None, sessions, workers: 0 };
         let store = store.to_path_buf();
         let task = tokio::spawn(async move {
             serve(listener, config, store, factory, async move {

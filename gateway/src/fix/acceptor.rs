@@ -229,8 +229,9 @@ impl Drop for AcceptorHandle {
     }
 }
 
-/// Starts the acceptor on `listener` in a thread of its own (`bourse-fix`, one tokio
-/// runtime): for a server whose other parts run elsewhere. Configuration and store
+/// Starts the acceptor on `listener` in a thread of its own (`bourse-fix`, driving a
+/// tokio runtime of `[fix] workers` threads): for a server whose other parts run
+/// elsewhere. Configuration and store
 /// errors are reported here, before anything runs.
 pub fn spawn<A, F>(
     listener: std::net::TcpListener,
@@ -242,10 +243,16 @@ where
     A: Application,
     F: Fn(&FixSessionConfig) -> anyhow::Result<A> + Send + Sync + 'static,
 {
+    let workers =
+        if config.workers == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { config.workers };
     let acceptor = Acceptor::new(config, store_dir, app_factory)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("bourse-fix-worker")
+        .enable_all()
+        .build()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new().name("bourse-fix".into()).spawn(move || {
         runtime.block_on(async move {

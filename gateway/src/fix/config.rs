@@ -32,6 +32,11 @@ pub struct FixConfig {
     pub listen: Option<String>,
     #[serde(default)]
     pub sessions: Vec<FixSessionConfig>,
+    /// Threads running the sessions (0: one per core). Each session is one task; a
+    /// single thread caps all of them together at what one core can frame, check and
+    /// encode.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 /// One declared session, seen from the acceptor.
@@ -201,7 +206,7 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_work() {
-        let mut config = FixConfig { listen: None, sessions: vec![FixSessionConfig::new("A", "B")] };
+        let mut config = FixConfig { listen: None, sessions: vec![FixSessionConfig::new("A", "B")], workers: 0 };
         config.sessions.push(FixSessionConfig::new("A", "B"));
         assert_eq!(config.validate(), Err(FixConfigError::Duplicate("A-B".into())));
         config.sessions.pop();
