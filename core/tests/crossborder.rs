@@ -1465,24 +1465,48 @@ fn cross_border_holds_replay_and_survive_a_snapshot() {
     }
 }
 
-/// The held terms differ between two holds that hold the same amount: the state hash
-/// covers them.
+/// The held terms of a cross-border payment and of a quote execution held for review
+/// are state: an export changed in one term only rebuilds to another state hash, while
+/// the unchanged export rebuilds to the same one.
 #[test]
 fn the_state_hash_covers_the_held_terms() {
     let (mut world, payer, payee, _) = two_hop_world();
     rules(&mut world, "[tiers.0]\nreview_threshold = { EUR = \"1.00\" }");
-    let mut twin = world.clone();
-    let pay = |world: &mut World, least| {
-        let key = world.key();
-        let limit = RateLimit::MinReceive(amount(least));
-        let pay =
-            PayCrossBorder { by: payer, key, payee, from: EUR, to: USD, amount: send(10_000), limit, max_hops: None };
-        hold_of(&world.apply(Command::PayCrossBorder(pay)))
+    for kind in [CommandKind::PayCrossBorder, CommandKind::ExecuteQuote] {
+        let command = eur_to_usd(&mut world, kind, payer, payee, 10_000);
+        hold_of(&world.apply(command));
+    }
+    let state = world.engine.export_state();
+    let kinds: Vec<(u8, u64)> = state.review_holds.iter().map(|row| (row.kind, row.id)).collect();
+    let terms: Vec<u64> = state.review_crossborder.iter().map(|row| row.hold).collect();
+    assert_eq!((kinds, terms), (vec![(4, 1), (5, 2)], vec![1, 2]));
+    let (pay, quote) = (state.review_crossborder[0], state.review_crossborder[1]);
+    assert_eq!((pay.limit_mode, pay.limit), RateLimit::MinReceive(amount(1)).code());
+    assert_eq!((pay.max_hops, pay.to), (2, USD.get()));
+    assert_eq!((quote.hops, quote.markets), (1, [EUR_USD.get(), 0, 0]));
+    let rebuilt_hash = |state: &EngineState| {
+        let rebuilt = Engine::from_state(state, bourse_core::Capacity::default()).expect("a valid state");
+        rebuilt.check_invariants();
+        rebuilt.state_hash()
     };
-    pay(&mut world, 1);
-    pay(&mut twin, 2);
-    assert_eq!(world.money(), twin.money());
-    assert_ne!(world.engine.state_hash(), twin.engine.state_hash());
+    let hash = world.engine.state_hash();
+    assert_eq!(rebuilt_hash(&state), hash, "the unchanged export rebuilds to the same hash");
+    let changed = |what: &str, change: &dyn Fn(&mut EngineState)| {
+        let mut changed = state.clone();
+        change(&mut changed);
+        assert_ne!(changed, state, "{what}: the change changes a row");
+        assert_ne!(rebuilt_hash(&changed), hash, "the state hash misses {what}");
+    };
+    changed("a held payment's rate limit", &|state| state.review_crossborder[0].limit = 2);
+    changed("a held payment's hop limit", &|state| state.review_crossborder[0].max_hops = 1);
+    changed("a held payment's target asset", &|state| state.review_crossborder[0].to = JPY.get());
+    changed("a held quote's receive", &|state| state.review_crossborder[1].receive -= 1);
+    changed("a held quote's route", &|state| {
+        // EUR to JPY, then JPY to USD: the same assets by another (valid) route.
+        (state.review_crossborder[1].hops, state.review_crossborder[1].markets) =
+            (2, [EUR_JPY.get(), USD_JPY.get(), 0]);
+    });
+    changed("a held quote's expiry", &|state| state.review_holds[1].expires_at -= 1);
 }
 
 #[test]
