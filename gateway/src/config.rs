@@ -43,18 +43,6 @@ pub enum DurabilityMode {
     Async,
 }
 
-/// How the sequencer (journal) and the engine share threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PipelineMode {
-    /// One thread journals a batch, applies it and publishes its output (replies,
-    /// pushes, read model): two hand-offs fewer per batch.
-    Fused,
-    /// A thread each for the sequencer, the engine and the publisher: journaling the
-    /// next batch overlaps applying this one and publishing the one before.
-    Threads,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
@@ -68,8 +56,10 @@ pub struct ServerSection {
     pub durability: DurabilityMode,
     #[serde(default = "default_batch_window_ms")]
     pub batch_window_ms: u64,
+    /// `fused`: journal, engine and publisher on one thread (two hand-offs fewer per
+    /// batch); `threads`: a thread each, overlapping the stages.
     #[serde(default = "default_pipeline")]
-    pub pipeline: PipelineMode,
+    pub pipeline: Pipeline,
     #[serde(default = "default_snapshot_every_commands")]
     pub snapshot_every_commands: u64,
     #[serde(default = "default_snapshot_every_secs")]
@@ -110,8 +100,8 @@ fn default_data_dir() -> PathBuf {
 fn default_durability() -> DurabilityMode {
     DurabilityMode::Batch
 }
-fn default_pipeline() -> PipelineMode {
-    PipelineMode::Fused
+fn default_pipeline() -> Pipeline {
+    Pipeline::Fused
 }
 fn default_batch_window_ms() -> u64 {
     2
@@ -197,13 +187,9 @@ impl ServerConfig {
             DurabilityMode::Batch => Durability::Batch { interval: Duration::from_millis(self.server.batch_window_ms) },
             DurabilityMode::Async => Durability::Async,
         };
-        let pipeline = match self.server.pipeline {
-            PipelineMode::Fused => Pipeline::Fused,
-            PipelineMode::Threads => Pipeline::Threads,
-        };
         RuntimeConfig {
             journal: JournalConfig { durability, ..JournalConfig::default() },
-            pipeline,
+            pipeline: self.server.pipeline,
             snapshot_every_commands: self.server.snapshot_every_commands,
             snapshot_every: Duration::from_secs(self.server.snapshot_every_secs),
             ..RuntimeConfig::default()

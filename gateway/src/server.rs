@@ -11,10 +11,10 @@ use anyhow::{Context, bail};
 use bourse_core::Capacity;
 use bourse_snapshots::datadir::open_data_dir;
 use bourse_snapshots::recovery::recover;
-use bourse_snapshots::runtime::{AppliedBatch, Runtime};
+use bourse_snapshots::runtime::{AppliedBatch, Pipeline, Runtime};
 
 use crate::auth::{KeyStore, Verifier, VerifierConfig};
-use crate::config::{PipelineMode, ServerConfig};
+use crate::config::ServerConfig;
 use crate::http::AppState;
 use crate::hub::{Hub, InlinePublisher};
 use crate::metrics::Metrics;
@@ -101,10 +101,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         say("");
     }
 
+    // Listeners before the runtime starts: a port in use stops the server here, with
+    // nothing running yet to shut down.
+    let http_addr = args.http.unwrap_or(config.server.http);
+    let listener = std::net::TcpListener::bind(http_addr).with_context(|| format!("binding HTTP to {http_addr}"))?;
+    let http_addr = listener.local_addr()?;
+    let fix_addr = args.fix.or_else(|| config.fix.listen.as_deref().and_then(|text| text.parse().ok()));
+    let fix_listener = fix_addr
+        .map(|addr| std::net::TcpListener::bind(addr).with_context(|| format!("binding FIX to {addr}")))
+        .transpose()?;
+
     let view = ReadModel::from_engine(&recovered.engine);
     let recovered_seq = recovered.engine.last_seq().map_or(0, bourse_core::ids::Seq::get);
     // Fused: the publisher runs on the runtime's thread, right after the engine.
-    let (runtime, publishing) = if config.server.pipeline == PipelineMode::Fused {
+    let (runtime, publishing) = if config.server.pipeline == Pipeline::Fused {
         let (sink, slot) = InlinePublisher::new();
         let runtime = Runtime::start(&stores, config.runtime(), recovered.engine, &recovered.journal, sink);
         (runtime, Publishing::Inline(slot))
@@ -160,17 +170,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("{error}"))?
             .with_start(crate::auth::unix_ms_now() + config.server.signature_future_ms),
     );
-    let http_addr = args.http.unwrap_or(config.server.http);
-    let listener = std::net::TcpListener::bind(http_addr).with_context(|| format!("binding HTTP to {http_addr}"))?;
-    let http_addr = listener.local_addr()?;
     let state = Arc::new(
         AppState::new(hub.clone(), verifier.clone(), keys, config.server.clone()).with_webhooks(webhooks.clone()),
     );
 
-    let fix_addr = args.fix.or_else(|| config.fix.listen.as_deref().and_then(|text| text.parse().ok()));
-    let fix = match fix_addr {
-        Some(addr) => {
-            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding FIX to {addr}"))?;
+    let fix = match fix_listener {
+        Some(listener) => {
             let factory = crate::fix::order_entry::OrderEntry::factory(hub.clone());
             Some(crate::fix::acceptor::spawn(listener, config.fix.clone(), &data_dir.join("fix"), factory)?)
         }
@@ -209,6 +214,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let report = runtime.shutdown();
     if publisher.is_some_and(|publisher| publisher.join().is_err()) {
         bail!("the publisher thread panicked");
+    }
+    if report.panicked {
+        bail!("a runtime thread panicked (the journal was made durable as far as it got; see the log)");
     }
     webhooks.shutdown();
     say(&format!(

@@ -266,6 +266,6 @@ mod tests {
         assert_eq!(config.server.rate_per_second, 10_000_000);
         assert_eq!(config.server.workers, 1);
         assert_eq!(config.server.durability, bourse_gateway::config::DurabilityMode::Sync);
-        assert_eq!(config.server.pipeline, bourse_gateway::config::PipelineMode::Threads);
+        assert_eq!(config.server.pipeline, bourse_snapshots::runtime::Pipeline::Threads);
     }
 }

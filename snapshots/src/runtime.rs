@@ -58,8 +58,10 @@ const PREFETCH_DISTANCE: usize = 8;
 /// flight at a time makes two at once the most there ever are).
 const CONTROL_CAPACITY: usize = 16;
 
-/// How the sequencer and the engine share threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How the sequencer and the engine share threads (`[server] pipeline` in the
+/// server's configuration: `"threads"` or `"fused"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Pipeline {
     /// A thread each, a bounded queue between: the journal of the next batch overlaps
     /// the engine's work on this one.
@@ -253,6 +255,9 @@ impl Submitter {
 pub struct ShutdownReport {
     pub last_seq: Option<Seq>,
     pub final_snapshot: Option<Seq>,
+    /// A runtime thread panicked (with `Pipeline::Fused`, the output sink runs on the
+    /// runtime's thread, so a panic there counts too).
+    pub panicked: bool,
 }
 
 impl Runtime {
@@ -313,9 +318,11 @@ impl Runtime {
     pub fn shutdown(self) -> ShutdownReport {
         let _ = self.to_sequencer.send(ToSequencer::Shutdown);
         drop(self.to_sequencer);
+        let mut panicked = false;
         for thread in self.threads {
             if thread.join().is_err() {
                 error!("a runtime thread panicked");
+                panicked = true;
             }
         }
         let last = self.stats.last_durable_seq.load(Ordering::Relaxed);
@@ -323,6 +330,7 @@ impl Runtime {
         ShutdownReport {
             last_seq: (last > 0).then(|| Seq::new(last)),
             final_snapshot: (snapshot > 0).then(|| Seq::new(snapshot)),
+            panicked,
         }
     }
 }
