@@ -21,7 +21,7 @@ use std::fmt;
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::limits::{HEARTBEAT_SECS_MAX, SESSIONS_MAX};
+use super::limits::{HEARTBEAT_SECS_MAX, SESSIONS_MAX, WORKERS_MAX};
 
 /// The `[fix]` table.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -132,6 +132,8 @@ pub enum FixConfigError {
     Tolerance(String),
     #[error("fix.sessions: at most {SESSIONS_MAX} sessions")]
     TooManySessions,
+    #[error("fix.workers: at most {WORKERS_MAX} (0: one per core)")]
+    TooManyWorkers,
 }
 
 fn valid_comp_id(comp_id: &str) -> bool {
@@ -159,6 +161,9 @@ impl FixConfig {
     pub fn validate(&self) -> Result<(), FixConfigError> {
         if self.sessions.len() > SESSIONS_MAX {
             return Err(FixConfigError::TooManySessions);
+        }
+        if self.workers > WORKERS_MAX {
+            return Err(FixConfigError::TooManyWorkers);
         }
         for (index, session) in self.sessions.iter().enumerate() {
             for comp_id in [&session.sender_comp_id, &session.target_comp_id] {
@@ -215,6 +220,10 @@ mod tests {
         config.sessions[0].password = None;
         config.sessions[0].target_comp_id = "../etc".into();
         assert!(matches!(config.validate(), Err(FixConfigError::CompId(_))));
+        config.sessions[0].target_comp_id = "B".into();
+        assert_eq!(config.validate(), Ok(()));
+        config.workers = WORKERS_MAX + 1;
+        assert_eq!(config.validate(), Err(FixConfigError::TooManyWorkers));
         let debug =
             format!("{:?}", FixSessionConfig { password: Some("hunter2".into()), ..FixSessionConfig::new("A", "B") });
         assert!(!debug.contains("hunter2"));

@@ -74,6 +74,8 @@ pub mod limits {
     pub const PENDING_CONNECTIONS_MAX: usize = 256;
     /// Configured sessions.
     pub const SESSIONS_MAX: usize = 1024;
+    /// Threads running the sessions (`[fix] workers`), at most.
+    pub const WORKERS_MAX: usize = 64;
     /// The largest HeartBtInt (108) the configuration may allow.
     pub const HEARTBEAT_SECS_MAX: u32 = 3600;
 }
