@@ -239,16 +239,20 @@ async fn watch_feed(
 /// One snapshot: every `/metrics` sample and every market's best bid and ask.
 pub fn snapshot(hub: &Hub, viewers: usize) -> Value {
     let time_ms = crate::auth::unix_ms_now();
-    let text = hub.metrics.render(hub.runtime_stats(), hub.publisher_queue());
+    let metrics = samples(&hub.metrics.render(hub.runtime_stats(), hub.publisher_queue()));
+    // The read lock is held only for what needs the view: with the fused pipeline the
+    // engine's thread waits for it to update the view.
     let view = hub.view();
+    let (last_seq, markets) = (view.last_seq().map_or(0, bourse_core::ids::Seq::get), markets(&view));
+    drop(view);
     json!({
         "type": "dashboard",
         "time_ms": time_ms,
         "tick_ms": TICK.as_millis() as u64,
-        "last_seq": view.last_seq().map_or(0, bourse_core::ids::Seq::get),
+        "last_seq": last_seq,
         "viewers": viewers,
-        "metrics": samples(&text),
-        "markets": markets(&view),
+        "metrics": metrics,
+        "markets": markets,
     })
 }
 

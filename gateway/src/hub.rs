@@ -3,8 +3,9 @@
 //! A session (WebSocket, FIX, or one HTTP request) submits commands through the hub
 //! with a request number; the token handed to the runtime is
 //! `session << 32 | request`, so the publisher finds the session again without a
-//! table lookup per command. The publisher thread takes each applied batch, brings
-//! the read model up to date, then routes: the reply to the session that asked, a
+//! table lookup per command. The publisher (`Publisher::publish`: on the runtime's
+//! own thread with the fused pipeline, else on a thread of its own) takes each applied
+//! batch, brings the read model up to date, then routes: the reply to the session that asked, a
 //! `Push` to every other session bound to an account the events concern, and
 //! market-data updates to the market's broadcast channel. A batch is shared (`Arc`)
 //! by every delivery made from it: routing copies no events.
