@@ -672,6 +672,14 @@ impl ClientState {
         if let Detail::Place { .. } = flight.detail {
             self.placing = self.placing.saturating_sub(1);
         }
+        // The gateway may refuse (no `seq`) only a cancel or amend of an order its read
+        // model no longer has open; any other refusal (busy, rate limited, malformed…)
+        // is an answer the load did not get, so the run fails rather than count it.
+        if let Outcome::Refused(code) = outcome
+            && !(code == "unknown_order" && matches!(flight.detail, Detail::Cancel { .. } | Detail::Amend { .. }))
+        {
+            self.fail(shared, "refused", || format!("{} request {n} refused by the gateway: {code}", flight.op));
+        }
         self.stats.acked(flight.op, flight.intended, flight.sent, now, outcome, shared.since);
         shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         if flight.op == OpKind::Barrier {
@@ -998,12 +1006,8 @@ impl ClientState {
                 self.fail(shared, "unexpected_rejection", || format!("{} request {n}: {code}: {message}", flight.op));
                 return;
             }
-            Outcome::Refused(code) => {
-                if matches!(code, "invalid_params" | "unknown_asset" | "forbidden" | "malformed") {
-                    self.fail(shared, "mismatched", || format!("{} request {n} refused as {code}", flight.op));
-                }
-                return;
-            }
+            // Reported as a failure by `answer`.
+            Outcome::Refused(_) => return,
         }
         let payer = who.merchant.expect("a WebSocket session has a merchant account");
         let (catalog, result, events) = (&shared.catalog, incoming.result.as_ref(), &incoming.events);

@@ -4,7 +4,6 @@
 //! tested by an independent one.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 
@@ -68,10 +67,6 @@ pub(crate) fn utc_timestamp(unix_ms: u64) -> String {
     )
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 /// Builds the messages of one session (as the initiator): its `CompIDs`, its outbound
 /// sequence number, and a cached `SendingTime` (rebuilt once per millisecond).
 #[derive(Debug)]
@@ -99,7 +94,7 @@ impl FixWriter {
     /// Starts a message of `msg_type`: the header fields after `BodyLength`. Add fields
     /// with [`FixWriter::field`], then [`FixWriter::finish`] into the output.
     pub(crate) fn start(&mut self, msg_type: &str) -> &mut FixWriter {
-        let now = unix_ms_now();
+        let now = bourse_gateway::auth::unix_ms_now();
         if now != self.time_ms {
             self.time_ms = now;
             self.time_text = utc_timestamp(now);

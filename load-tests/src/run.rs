@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::client::{Client, Counters, Shared};
-use crate::limits::{BARRIER_TIMEOUT, MARKET_DATA_SYNC_TIMEOUT};
+use crate::limits::{BARRIER_TIMEOUT, IN_FLIGHT_PER_CLIENT_MAX, MARKET_DATA_SYNC_TIMEOUT};
 use crate::marketdata::{BookCheck, Subscriber};
 use crate::mix::{Mix, OP_KINDS, OpKind, Transport};
 use crate::model::{ExecTracker, Failures, Ledger};
@@ -288,7 +288,19 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
     let overflowed = phase.control.overflowed.load(Ordering::Acquire);
     let (sender_reports, reader_errors) = phase.stop()?;
     bar.finish_and_clear();
-    let verification = verify(&mut admin, &shared, &stage, books, barrier_done, &reader_errors, overflowed)?;
+    let mut verification = verify(&mut admin, &shared, &stage, books, barrier_done, &reader_errors, overflowed)?;
+    // A request shed (its client had too many unanswered) was never sent nor timed: a
+    // run with any is not the load it claims to have offered.
+    let shed = shared.counters.shed.load(Ordering::Relaxed);
+    if shed > 0 {
+        *verification.failures.entry("shed".to_owned()).or_default() += shed;
+        verification
+            .samples
+            .entry("shed".to_owned())
+            .or_default()
+            .push(format!("{shed} requests shed: their clients had {IN_FLIGHT_PER_CLIENT_MAX} unanswered"));
+        verification.passed = false;
+    }
     setup::revoke_keys(&mut admin, &stage.key_ids);
     drop(admin);
     let stopped = match spawned.as_mut() {

@@ -62,6 +62,8 @@ fn a_short_run_loses_nothing_and_every_balance_reconciles() {
     let books = verification["market_data"].as_array().expect("book checks");
     assert_eq!(books.len(), 2);
     assert!(books.iter().all(|book| book["in_sync"] == true && book["differences"] == 0), "{books:#?}");
+    // Not vacuous: each subscriber followed a book that had levels and updates.
+    assert!(books.iter().all(|book| count(&book["levels"]) > 0 && count(&book["market_seq"]) > 0), "{books:#?}");
     let transports: Vec<&str> =
         report["ops"].as_array().expect("ops").iter().filter_map(|op| op["transport"].as_str()).collect();
     assert!(transports.contains(&"ws") && transports.contains(&"fix"), "{transports:?}");
