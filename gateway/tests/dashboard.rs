@@ -834,9 +834,10 @@ fn a_real_browser_shows_live_numbers_that_move_and_match_metrics() {
             ok(admin.call("place_order", order));
             counts.orders_accepted += 1;
         }
+        let settling = Instant::now();
         let settled = loop {
             let bracket = read_bracketed(&mut browser, &public).await;
-            if steady(&bracket.before) == steady(&bracket.after) || started.elapsed() > WAIT {
+            if steady(&bracket.before) == steady(&bracket.after) || settling.elapsed() > WAIT {
                 break bracket;
             }
         };

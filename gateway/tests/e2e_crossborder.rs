@@ -200,6 +200,7 @@ async fn quotes_price_one_and_two_hop_routes_and_execute_exactly_with_pushes_to_
             "quote": quote_two["quote"], "send": "1000.00", "receive": "179964", "rate": "179.964", "surplus": "0.00",
         }),
     );
+    assert_eq!(paid["result"]["route"].as_array().map(Vec::len), Some(2), "two legs, as quoted: {paid}");
     for (index, quoted) in quote_two["route"].as_array().unwrap().iter().enumerate() {
         let executed = &paid["result"]["route"][index];
         assert!(executed["order_id"].as_u64().is_some(), "each leg is a taker order: {paid}");
@@ -229,7 +230,9 @@ async fn quotes_price_one_and_two_hop_routes_and_execute_exactly_with_pushes_to_
     assert_eq!(events_of(&to_payer, "cross_border_leg").len(), 2, "{to_payer}");
     assert_eq!(events_of(&to_payer, "fill").len(), 2, "the payer's taker fills: {to_payer}");
     assert!(events_of(&to_payer, "trade").is_empty(), "a client never sees the whole trade: {to_payer}");
-    for balance_event in events_of(&to_payer, "balance") {
+    let balances = events_of(&to_payer, "balance");
+    assert!(!balances.is_empty(), "the payer's balances moved: {to_payer}");
+    for balance_event in balances {
         assert_eq!(balance_event["account"], payer, "only the payer's own balances: {to_payer}");
     }
 
@@ -266,7 +269,7 @@ async fn expired_quotes_and_moved_rates_move_nothing_and_direct_payments_respect
     // A quote that lives 200 ms, executed after it: expired (by command time).
     let short = json!({"by": payer, "payee": payee, "from": "EUR", "to": "JPY", "receive": "150000", "ttl_ms": 200});
     let quote = ok(payer_http.call("quote_payment", short))["result"]["quote"].clone();
-    std::thread::sleep(Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let before = world.money();
     rejected(&payer_http.call("execute_quote", json!({"by": payer, "quote": quote, "key": "late"})), "quote_expired");
     assert_eq!(payer_http.last_status, 422);
@@ -324,6 +327,7 @@ async fn expired_quotes_and_moved_rates_move_nothing_and_direct_payments_respect
     let within = eur_to_jpy(json!({"send": "1000.00", "min_receive": "164900", "key": "within"}));
     let paid = ok(payer_http.call("pay_cross_border", within.clone()));
     assert_has(&paid["result"], &json!({"quote": null, "send": "1000.00", "receive": "164967", "rate": "164.967"}));
+    assert_eq!(paid["result"].get("quote"), Some(&Value::Null), "a direct payment names no quote");
     assert_has(&paid["result"]["route"][0], &leg(0, "EUR-USD", "sell", "1000", ("1000.00", "EUR"), ("1100.08", "USD")));
     assert_has(&paid["result"]["route"][0], &json!({"taker_fee": "0.22", "remainder": "0.08"}));
     assert_has(&paid["result"]["route"][1], &leg(1, "USD-JPY", "sell", "1100", ("1100.00", "USD"), ("164967", "JPY")));
@@ -513,6 +517,7 @@ async fn a_held_payment_is_made_on_approval_and_a_held_quote_rejected_stays_used
     assert_eq!(types(&approved)[0], "review_approved", "{approved}");
     let payment = approved["result"]["payment"].clone();
     assert!(payment.as_u64().is_some(), "{approved}");
+    assert_eq!(approved["result"].get("quote"), Some(&Value::Null), "a direct payment names no quote");
     assert_has(
         &approved["result"],
         &json!({
