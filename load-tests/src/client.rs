@@ -104,6 +104,9 @@ pub(crate) struct SendSide {
     pub(crate) masker: Masker,
     pub(crate) fix: Option<FixWriter>,
     scratch: String,
+    /// Requests framed into `out` and not yet written whole: (the offset just past
+    /// the request's last byte, its number), in order.
+    pub(crate) unwritten: Vec<(usize, u64)>,
 }
 
 impl SendSide {
@@ -113,6 +116,7 @@ impl SendSide {
             masker: Masker::new(seed),
             fix,
             scratch: String::with_capacity(512),
+            unwritten: Vec::with_capacity(256),
         }
     }
 
@@ -415,6 +419,17 @@ impl ClientState {
         true
     }
 
+    /// Requests whose last byte a write just took: their actual send time is `at`. (A
+    /// reply that won the race with this stamp was timed from the framing, a few
+    /// microseconds earlier.)
+    pub(crate) fn written(&mut self, requests: impl Iterator<Item = u64>, at: Instant) {
+        for n in requests {
+            if let Some(flight) = self.in_flight.get_mut(&n) {
+                flight.sent = at;
+            }
+        }
+    }
+
     /// Frames the end-of-run barrier.
     pub(crate) fn prepare_barrier(&mut self, who: &Identity, shared: &Shared, side: &mut SendSide) {
         let now = Instant::now();
@@ -440,6 +455,8 @@ impl ClientState {
         if let Detail::Place { .. } = detail {
             self.placing += 1;
         }
+        side.unwritten.push((side.out.len(), n));
+        // Stamped again when the write that carries its last byte returns (`written`).
         let sent = Instant::now();
         self.in_flight.insert(n, InFlight { op, intended, sent, detail });
         self.stats.ops[op.index()].sent += 1;

@@ -25,6 +25,7 @@ mod client;
 mod crossborder;
 mod dec;
 mod fix;
+mod ladder;
 mod limits;
 mod marketdata;
 mod mix;

@@ -12,6 +12,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::client::Shared;
+use crate::ladder::LadderReport;
 use crate::marketdata::BookCheck;
 use crate::mix::{OP_KINDS, Transport};
 use crate::run::{LoadOptions, sent_ops};
@@ -49,7 +50,22 @@ pub(crate) struct Verification {
     pub(crate) fills: u64,
     pub(crate) fills_matched: u64,
     pub(crate) fills_unmatched: u64,
+    /// What kept the cross-border liquidity topped up, when the mix pays cross-border.
+    pub(crate) ladder: Option<LadderReport>,
     pub(crate) passed: bool,
+}
+
+impl Verification {
+    /// Takes in the liquidity ladder's report: a refiller that stopped on an error
+    /// fails the run (the server refused what it should have taken).
+    pub(crate) fn add_ladder(&mut self, ladder: Option<LadderReport>) {
+        if let Some(error) = ladder.as_ref().and_then(|ladder| ladder.error.clone()) {
+            *self.failures.entry("ladder".to_owned()).or_default() += 1;
+            self.samples.entry("ladder".to_owned()).or_default().push(error);
+            self.passed = false;
+        }
+        self.ladder = ladder;
+    }
 }
 
 /// Where the report comes from.
@@ -395,6 +411,13 @@ fn verification_text(out: &mut String, report: &Report) {
         synced,
         verification.market_data.len()
     );
+    if let Some(ladder) = &verification.ladder {
+        let _ = writeln!(
+            out,
+            "  liquidity ladder (account {}, {} levels): {} passes, {} top-up orders ({} lots), {} extra deposits",
+            ladder.account, ladder.levels, ladder.passes, ladder.orders_placed, ladder.lots_placed, ladder.deposits
+        );
+    }
     if let Some(soak) = &report.soak {
         crate::soak::text(out, soak);
     }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::client::{Client, Counters, Shared};
+use crate::ladder::Refiller;
 use crate::limits::{BARRIER_TIMEOUT, IN_FLIGHT_PER_CLIENT_MAX, MARKET_DATA_SYNC_TIMEOUT};
 use crate::marketdata::{BookCheck, Subscriber};
 use crate::mix::{Mix, OP_KINDS, OpKind, Transport};
@@ -252,6 +253,8 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
     let stage = setup::stage(&mut admin, &catalog, options.sessions, options.seed, options.mix.has_cross_border())
         .context("opening and funding accounts")?;
     let connections = connect_all(&endpoints, &stage, options.seed)?;
+    let refiller =
+        stage.ladder.clone().map(|ladder| Refiller::start(endpoints, credentials.clone(), catalog.clone(), ladder));
     let shared = Arc::new(Shared {
         catalog,
         mix: options.mix.clone(),
@@ -280,6 +283,7 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
     let barrier_done = wait_until(&bar, &shared.counters, Instant::now() + BARRIER_TIMEOUT, || {
         shared.counters.barriers_answered.load(Ordering::Relaxed) >= connected
     });
+    let ladder = refiller.map(Refiller::stop);
     // The setup session answered no pings while the load ran (the server closes such a
     // session after 45 s): the checks use a fresh one.
     drop(admin);
@@ -289,6 +293,7 @@ pub(crate) fn run(options: &LoadOptions, target: &Target) -> anyhow::Result<(cra
     let (sender_reports, reader_errors) = phase.stop()?;
     bar.finish_and_clear();
     let mut verification = verify(&mut admin, &shared, &stage, books, barrier_done, &reader_errors, overflowed)?;
+    verification.add_ladder(ladder);
     // A request shed (its client had too many unanswered) was never sent nor timed: a
     // run with any is not the load it claims to have offered.
     let shed = shared.counters.shed.load(Ordering::Relaxed);
@@ -410,6 +415,7 @@ pub(crate) fn verify(
         fills,
         fills_matched: exec.matched,
         fills_unmatched: exec.unmatched(),
+        ladder: None,
         passed: failures.total() == 0,
     })
 }

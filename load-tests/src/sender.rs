@@ -2,7 +2,7 @@
 //! due at `start + i / rate`, whatever became of the requests before it, so a slow
 //! server cannot slow the offered load; each request remembers when it was due
 //! (latency is measured from then, correcting for coordinated omission) and when it
-//! actually left. A sender sleeps until the next request is due (the OS wakes it a few
+//! actually left: when the write system call that took its last byte returned. A sender sleeps until the next request is due (the OS wakes it a few
 //! tens of microseconds late; that lag is measured and reported), frames everything
 //! due into each connection's buffer and writes each buffer with one system call.
 //! Sockets are non-blocking: a connection that cannot take more keeps its bytes for
@@ -158,12 +158,61 @@ fn flush(writer: &mut Writer, report: &mut SenderReport, control: &Control) {
         }
     }
     writer.side.out.drain(..written);
+    stamp_written(writer, written);
     if writer.broken {
         writer.side.out.clear();
+        writer.side.unwritten.clear();
     }
     if writer.side.out.len() > SEND_BACKLOG_BYTES_MAX {
         control.overflowed.store(true, Ordering::Release);
         writer.side.out.clear();
+        writer.side.unwritten.clear();
         writer.broken = true;
+    }
+}
+
+/// Stamps the requests the last `written` bytes finished as sent now.
+fn stamp_written(writer: &mut Writer, written: usize) {
+    let client = writer.client.as_ref();
+    settle_written(&mut writer.side.unwritten, written, |finished| {
+        if let Some(client) = client {
+            client.lock().written(finished.iter().map(|(_, n)| *n), Instant::now());
+        }
+    });
+}
+
+/// Hands `finish` the requests whose last byte is among the first `written` bytes,
+/// forgets them, and shifts the others' offsets to the bytes still waiting.
+fn settle_written(unwritten: &mut Vec<(usize, u64)>, written: usize, finish: impl FnOnce(&[(usize, u64)])) {
+    if written == 0 {
+        return;
+    }
+    let done = unwritten.partition_point(|(end, _)| *end <= written);
+    if done > 0 {
+        finish(&unwritten[..done]);
+        unwritten.drain(..done);
+    }
+    for (end, _) in unwritten.iter_mut() {
+        *end -= written;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_counts_as_sent_when_its_last_byte_is_written() {
+        // Three requests framed back to back: bytes 0..10, 10..25, 25..40.
+        let mut unwritten = vec![(10, 1), (25, 2), (40, 3)];
+        let mut finished = Vec::new();
+        settle_written(&mut unwritten, 0, |done| finished.extend(done.iter().map(|(_, n)| *n)));
+        assert!(finished.is_empty() && unwritten.len() == 3, "nothing written, nothing sent");
+        settle_written(&mut unwritten, 24, |done| finished.extend(done.iter().map(|(_, n)| *n)));
+        assert_eq!(finished, [1], "the second lacks its last byte");
+        assert_eq!(unwritten, [(1, 2), (16, 3)], "offsets now count from the first unwritten byte");
+        settle_written(&mut unwritten, 16, |done| finished.extend(done.iter().map(|(_, n)| *n)));
+        assert_eq!(finished, [1, 2, 3]);
+        assert!(unwritten.is_empty());
     }
 }

@@ -3,15 +3,8 @@
 //! account), deposits, one API key per WebSocket session, the balances before the load
 //! (the model's baseline); then the sessions themselves: WebSocket logins and
 //! `account` subscriptions, FIX logons, market-data subscriptions.
-//!
-//! When the mix pays cross-border, a liquidity account rests a ladder of orders on
-//! the markets the payments route through, `PASSIVE_TICKS + 1` ticks from the mid and
-//! beyond on both sides: out of reach of the load's own orders (immediate ones reach
-//! `PASSIVE_TICKS`), so only the payments' legs take it, after the load's own orders
-//! (which are better priced). It keeps cross-border payments routable in a mix without
-//! orders (`payments`), for a while: nothing refills it (at 1,000 requests a second of
-//! `payments` it lasts minutes; then `insufficient_liquidity`). The account has no
-//! session and is not reconciled: nobody models it.
+//! When the mix pays cross-border, the stage also rests the liquidity ladder
+//! (`crate::ladder`).
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -23,9 +16,10 @@ use anyhow::{Context, bail};
 use bourse_gateway::auth::{Credentials, unix_ms_now, ws_login};
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, FUNDING, MARKETS, PASSIVE_TICKS};
+use crate::catalog::{Catalog, FUNDING, MARKETS};
 use crate::client::{Client, Identity, SendSide};
 use crate::fix::{FixMessage, FixWriter, frame_len, tag};
+use crate::ladder::Ladder;
 use crate::limits::CALL_TIMEOUT;
 use crate::marketdata::Subscriber;
 use crate::mix::Transport;
@@ -60,6 +54,8 @@ pub(crate) struct Stage {
     /// Balances (`available + held`) before the load, per (account, asset index).
     pub(crate) baseline: HashMap<(u64, usize), i128>,
     pub(crate) subscribers: Vec<Arc<Subscriber>>,
+    /// The liquidity ladder, when the mix pays cross-border.
+    pub(crate) ladder: Option<Ladder>,
 }
 
 /// The admin session: logged in with the admin key.
@@ -69,7 +65,7 @@ pub(crate) fn admin_session(endpoints: &Endpoints, credentials: &Credentials) ->
     Ok(admin)
 }
 
-fn open_account(admin: &mut BlockingWs, owner: u64) -> anyhow::Result<u64> {
+pub(crate) fn open_account(admin: &mut BlockingWs, owner: u64) -> anyhow::Result<u64> {
     let reply = admin.call_ok(json!({"op": "open_account", "owner": owner}))?;
     reply["result"]["account"].as_u64().context("open_account: no account in the result")
 }
@@ -96,41 +92,20 @@ fn fix_account(admin: &mut BlockingWs, index: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// Price levels of the liquidity ladder on each side of each market…
-const LADDER_LEVELS: i64 = 10;
-/// …each this many times the market's minimum quantity…
-const LADDER_LOTS_PER_LEVEL: i64 = 10_000;
-/// …paid for by this many times [`FUNDING`].
-const LADDER_FUNDING_TIMES: u128 = 10;
-
-/// Opens and funds the liquidity account and rests its ladder (see the module documentation).
-fn rest_ladder(admin: &mut BlockingWs, catalog: &Catalog, seed: u64) -> anyhow::Result<()> {
-    let account = open_account(admin, 9_300_000)?;
-    deposit_funding(admin, catalog, account, seed, LADDER_FUNDING_TIMES)?;
-    let routed = |index: usize| catalog.pairs.iter().any(|pair| pair.path.iter().any(|(market, _)| *market == index));
-    for market in catalog.markets.iter().enumerate().filter(|(index, _)| routed(*index)).map(|(_, market)| market) {
-        for away in PASSIVE_TICKS + 1..=PASSIVE_TICKS + LADDER_LEVELS {
-            for (side, ticks) in [("buy", market.mid_ticks - away), ("sell", market.mid_ticks + away)] {
-                admin.call_ok(json!({"op": "place_order", "by": account, "market": market.symbol, "side": side,
-                    "price": market.price_text(ticks), "qty": market.qty_text(market.qty_min_lots * LADDER_LOTS_PER_LEVEL)}))
-                    .with_context(|| format!("the liquidity ladder on {}", market.symbol))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Deposits `times` [`FUNDING`] into `account`.
-fn deposit_funding(
+/// Deposits `times` [`FUNDING`] into `account`; `round` tells apart the deposits made
+/// into one account (their idempotency keys differ), 0 for the first.
+pub(crate) fn deposit_funding(
     admin: &mut BlockingWs,
     catalog: &Catalog,
     account: u64,
     seed: u64,
+    round: u64,
     times: u128,
 ) -> anyhow::Result<()> {
+    let keyed = seed.wrapping_add(round.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for (asset, units) in FUNDING {
         let amount = units.parse::<u128>().context("FUNDING is whole units")? * times;
-        let key = format!("{seed:016x}{account:08x}{:08x}", catalog.asset(asset).unwrap_or_default());
+        let key = format!("{keyed:016x}{account:08x}{:08x}", catalog.asset(asset).unwrap_or_default());
         admin.call_ok(json!({"op": "deposit", "account": account, "asset": asset, "amount": amount.to_string(), "reference": "bourse-load", "key": key}))?;
     }
     Ok(())
@@ -176,11 +151,10 @@ pub(crate) fn stage(
     }
     // Merchants too: they pay the cross-border payments.
     for account in &accounts {
-        deposit_funding(admin, catalog, *account, seed, 1)?;
+        deposit_funding(admin, catalog, *account, seed, 0, 1)?;
     }
-    if liquidity {
-        rest_ladder(admin, catalog, seed)?;
-    }
+    let ladder =
+        if liquidity { Some(Ladder::rest(admin, catalog, seed).context("the liquidity ladder")?) } else { None };
     let mut credentials = Vec::new();
     let mut key_ids = Vec::new();
     for who in &identities {
@@ -199,7 +173,7 @@ pub(crate) fn stage(
     let subscribers = (0..sessions.subscribers)
         .map(|index| Arc::new(Subscriber::new(vec![MARKETS[index % MARKETS.len()].0.to_owned()])))
         .collect();
-    Ok(Stage { clients, credentials, key_ids, accounts, baseline, subscribers })
+    Ok(Stage { clients, credentials, key_ids, accounts, baseline, subscribers, ladder })
 }
 
 /// `available + held` of every asset of `accounts`.

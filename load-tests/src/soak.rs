@@ -34,6 +34,7 @@ use serde_json::json;
 
 use crate::catalog::Catalog;
 use crate::client::{AckRecord, Client, Counters, Shared};
+use crate::ladder::{LadderReport, Refiller};
 use crate::limits::{BARRIER_TIMEOUT, FAILURE_SAMPLES_MAX};
 use crate::mix::OpKind;
 use crate::model::ExecTracker;
@@ -348,9 +349,14 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
     let mut restarts = Vec::new();
     let mut sender_reports: Vec<SenderReport> = Vec::new();
     let mut reader_errors = Vec::new();
+    let mut ladder: Option<LadderReport> = None;
     loop {
         let connections = run::connect_all(&endpoints, &stage, options.seed ^ restarts.len() as u64)
             .with_context(|| format!("connecting the sessions (after {} restarts)", restarts.len()))?;
+        let refiller = stage
+            .ladder
+            .clone()
+            .map(|ladder| Refiller::start(endpoints, credentials.clone(), shared.catalog.clone(), ladder));
         let start = Instant::now() + Duration::from_millis(20);
         let jitter = soak.kill_every.mul_f64(rng.random_range(0.75..1.25));
         let phase_end = (start + jitter).min(soak_end);
@@ -360,6 +366,10 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
         let ops = (options.rate as f64 * (schedule_end - start).as_secs_f64()).ceil() as u64;
         let phase = run::start_phase(&shared, connections, options, start, ops.max(1), schedule_end)?;
         run::wait_until(&bar, &shared.counters, phase_end, || false);
+        // Stopped before the kill: a refiller does not outlive its server.
+        if let Some(stretch) = refiller.map(Refiller::stop) {
+            ladder.get_or_insert_default().absorb(stretch);
+        }
         if last {
             admin = setup::admin_session(&endpoints, &credentials).context("the admin session after the load")?;
             let outcome = finish(phase, &shared, &stage, &mut admin, &bar).context("finishing the last stretch")?;
@@ -369,6 +379,7 @@ pub(crate) fn run(options: &LoadOptions, soak: &SoakOptions) -> anyhow::Result<(
             let barrier_done = outcome.3;
             let mut verification = run::verify(&mut admin, &shared, &stage, books, barrier_done, &reader_errors, false)
                 .context("verifying")?;
+            verification.add_ladder(ladder.take());
             let api = setup::balances(&mut admin, &shared.catalog, &stage.accounts)?;
             let at_secs = shared.since.elapsed().as_secs_f64();
             let status = spawned.process.terminate()?;

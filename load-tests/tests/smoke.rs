@@ -75,7 +75,44 @@ fn a_short_run_loses_nothing_and_every_balance_reconciles() {
     }
     let paid = op(&report, "ws", "pay_cross_border");
     assert!(count(&paid["ok"]) * 2 > count(&paid["sent"]), "most direct payments pay: {paid:#}");
+    let ladder = &verification["ladder"];
+    assert!(count(&ladder["passes"]) > 0 && ladder["error"].is_null(), "the ladder was looked after: {ladder:#}");
     assert_eq!(report["server_stopped_cleanly"], true);
+}
+
+#[test]
+fn payments_that_eat_the_liquidity_ladder_get_it_topped_up() {
+    let report = bourse_load(&[
+        "run",
+        "--spawn-server",
+        "--mix",
+        "pay_cross_border=1",
+        "--rate",
+        "2000",
+        "--duration",
+        "3s",
+        "--ws",
+        "4",
+        "--fix",
+        "0",
+        "--md",
+        "0",
+        "--json",
+        "--quiet",
+    ]);
+    let verification = &report["verification"];
+    assert_eq!(report["passed"], true, "{verification:#}");
+    let ladder = &verification["ladder"];
+    assert!(ladder["error"].is_null(), "{ladder:#}");
+    assert!(
+        count(&ladder["orders_placed"]) > 0 && count(&ladder["lots_placed"]) > 0,
+        "levels were topped up: {ladder:#}"
+    );
+    let paid = op(&report, "ws", "pay_cross_border");
+    assert_eq!(count(&paid["sent"]), 6_000);
+    // Only the books moving under a payment refuse it; the ladder never runs dry.
+    assert_eq!(paid["rejected"].get("insufficient_liquidity"), None, "{paid:#}");
+    assert!(count(&paid["ok"]) * 10 > count(&paid["sent"]) * 9, "{paid:#}");
 }
 
 #[test]
