@@ -30,6 +30,9 @@
 //!   worth 20,000 to 200,000, which walks several levels). **pay**: `PayCrossBorder` with
 //!   a rate limit 3% from the value cross rate. **quote**: `QuotePayment` (up to three
 //!   runners-up). **quote+execute**: `QuotePayment` then `ExecuteQuote` of that quote.
+//!   **transfer** (the baseline): the same draws as pay, as a plain `Transfer` of the
+//!   payer's currency, so each result can say what it costs in transfers measured in
+//!   the same run (`cost_in_transfers_ratio`).
 //!   Every `--replenish-every` operations (default 256), the books are put back: each
 //!   maker order the stream filled in full is placed again, each filled in part is
 //!   amended back to its size. Those commands are part of the timed stream.
@@ -38,7 +41,7 @@
 //!   records every outcome; each timed run must give the same outcomes (latency pass)
 //!   and end in the same state hash, and every measured command must be accepted.
 //!
-//! # Passes, per flavour (pay, quote, quote+execute) and pair class (1-hop, 2-hop)
+//! # Passes, per flavour (pay, transfer, quote, quote+execute) and pair class (1-hop, 2-hop)
 //!
 //! 1. Throughput, `--runs` times on fresh engines: the whole stream (measured commands
 //!    and replenishment) through `apply` with one reused event buffer, timed as a
@@ -100,7 +103,7 @@ pub(crate) struct Args {
     /// How many commands ahead to call `Engine::prefetch` (0: never).
     #[arg(long, default_value_t = 8)]
     prefetch_distance: usize,
-    /// Only these flavours, comma-separated (pay, quote, quote+execute) [default: all].
+    /// Only these flavours, comma-separated (pay, transfer, quote, quote+execute) [default: all].
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
 }
@@ -110,7 +113,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let clock = clock::measure_overhead();
     let world = World::build(args.accounts, args.max_hops)?;
     let mut results = Vec::new();
-    for flavour in [Flavour::Pay, Flavour::Quote, Flavour::QuoteExecute] {
+    for flavour in FLAVOURS {
         if args.only.as_ref().is_some_and(|only| !only.iter().any(|name| name == flavour.name())) {
             continue;
         }
@@ -127,13 +130,35 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             results.push(measure(&world, shape, args.runs, args.prefetch_distance, &clock)?);
         }
     }
-    ensure!(!results.is_empty(), "--only names no flavour (pay, quote, quote+execute)");
+    ensure!(!results.is_empty(), "--only names no flavour (pay, transfer, quote, quote+execute)");
+    compare_with_transfers(&mut results);
     Ok(Report {
         suite: "crossborder".to_owned(),
         machine: Machine::detect().to_string(),
         results,
         notes: notes(&clock),
     })
+}
+
+/// The flavours, in the order they run: the transfer baseline right after the payments
+/// it is compared with.
+const FLAVOURS: [Flavour; 4] = [Flavour::Pay, Flavour::Transfer, Flavour::Quote, Flavour::QuoteExecute];
+
+/// Each payment, quote or execution result of a pair class gets its cost in plain
+/// transfers of the same draws, measured in this same run: `transfer ops/s ÷ its ops/s`.
+fn compare_with_transfers(results: &mut [BenchResult]) {
+    for pairs in [Pairs::Direct, Pairs::Indirect] {
+        let baseline = format!("crossborder/{}/{}", Flavour::Transfer.name(), pairs.name());
+        let Some(transfers_per_sec) = results.iter().find(|result| result.name == baseline).map(|r| r.ops_per_sec)
+        else {
+            continue;
+        };
+        for result in results.iter_mut().filter(|result| result.name != baseline && result.name.ends_with(pairs.name()))
+        {
+            let ratio = transfers_per_sec / result.ops_per_sec.max(f64::MIN_POSITIVE);
+            result.extra("cost_in_transfers_ratio", Extra::Ratio(ratio));
+        }
+    }
 }
 
 fn name(shape: &Shape) -> String {
@@ -234,6 +259,7 @@ fn run_latency(world: &World, workload: &Workload, prefetch: usize) -> anyhow::R
     let mut total_ns: BTreeMap<CommandKind, u64> = BTreeMap::new();
     for kind in [
         CommandKind::PayCrossBorder,
+        CommandKind::Transfer,
         CommandKind::QuotePayment,
         CommandKind::ExecuteQuote,
         CommandKind::PlaceOrder,
@@ -370,6 +396,11 @@ fn notes(clock: &ClockOverhead) -> Vec<String> {
          stream, which includes the commands that replenish the books (commands_per_sec counts them all). \
          Median of the throughput runs. Setup is not timed."
             .to_owned(),
+        "crossborder/transfer/*: the baseline, a plain Transfer in the payer's currency of what pay sends, \
+         drawn like pay (same seed: the same payers, payees and amounts), run right after pay in this same \
+         process. cost_in_transfers_ratio on the other results: transfer ops/s / their ops/s, for the same \
+         pair class."
+            .to_owned(),
         "replenish_share_of_engine_time_percent: the share of the latency pass's summed service time spent \
          on the orders and amends that put the books back (the rest is the measured commands, and for \
          quote+execute the quotes)."
@@ -392,7 +423,7 @@ mod tests {
     #[test]
     fn every_flavour_replays_deterministically_and_is_accepted() {
         let world = World::build(20, 2).unwrap();
-        for flavour in [Flavour::Pay, Flavour::Quote, Flavour::QuoteExecute] {
+        for flavour in FLAVOURS {
             for pairs in [Pairs::Direct, Pairs::Indirect] {
                 let shape = Shape { flavour, pairs, ops: 400, accounts: 20, max_hops: 2, replenish_every: 16, seed: 7 };
                 let workload = workload::generate(&world, shape).unwrap();
@@ -400,6 +431,11 @@ mod tests {
                 let throughput = run_throughput(&world, &workload, true, 4).unwrap();
                 let latency = run_latency(&world, &workload, 0).unwrap();
                 verify(&workload, &[throughput], &latency).unwrap();
+                if flavour == Flavour::Transfer {
+                    assert!(workload.payments == 0 && workload.trades == 0 && workload.replenish_commands == 0);
+                    assert_eq!(workload.tally.outcomes[&CommandKind::Transfer].accepted, 400);
+                    continue;
+                }
                 if flavour != Flavour::Quote {
                     assert!(workload.payments == 400 && workload.trades >= 400, "{shape:?}: {workload:?}");
                     assert!(workload.replenish_commands > 0);

@@ -13,7 +13,7 @@ use bourse_core::asset::{Asset, AssetCode, AssetTable};
 use bourse_core::book::{MarketId, OrderId, Price, Qty, Side, TimeInForce};
 use bourse_core::command::{
     AmendOrder, Command, CommandKind, CrossBorderAmount, Deposit, ExecuteQuote, OpenAccount, OrderRef, OrderSize,
-    PayCrossBorder, PlaceOrder, QuotePayment, RateLimit, SequencedCommand,
+    PayCrossBorder, PlaceOrder, QuotePayment, RateLimit, SequencedCommand, Transfer,
 };
 use bourse_core::config::{Config, CrossBorderConfig};
 use bourse_core::event::Event;
@@ -135,6 +135,10 @@ pub(crate) enum Flavour {
     Quote,
     /// `QuotePayment` then `ExecuteQuote` of that quote, books replenished.
     QuoteExecute,
+    /// The baseline: a plain `Transfer` of what `Pay` would send, in the payer's
+    /// currency, between the same payers (the same draws, so the same accounts and
+    /// amounts); nothing to convert, so the books are never touched.
+    Transfer,
 }
 
 impl Flavour {
@@ -143,6 +147,7 @@ impl Flavour {
             Flavour::Pay => "pay",
             Flavour::Quote => "quote",
             Flavour::QuoteExecute => "quote+execute",
+            Flavour::Transfer => "transfer",
         }
     }
 
@@ -152,6 +157,7 @@ impl Flavour {
             Flavour::Pay => CommandKind::PayCrossBorder,
             Flavour::Quote => CommandKind::QuotePayment,
             Flavour::QuoteExecute => CommandKind::ExecuteQuote,
+            Flavour::Transfer => CommandKind::Transfer,
         }
     }
 }
@@ -534,6 +540,11 @@ impl Generator<'_> {
                     limit,
                     max_hops,
                 }));
+            }
+            Flavour::Transfer => {
+                let amount = Amount::new(minor_units(from, usd)).context("amount")?;
+                let key = self.key();
+                self.apply(Command::Transfer(Transfer { by, key, to: payee, asset: from, amount }));
             }
             Flavour::Quote | Flavour::QuoteExecute => {
                 let quote = QuotePayment { by, payee, from, to, amount, max_hops, ttl: None };
