@@ -104,9 +104,14 @@ pub fn leg_side(spec: &MarketSpec, input: AssetId) -> Option<(Side, AssetId)> {
     }
 }
 
+/// Significant digits a displayed rate keeps: more than any market's prices carry,
+/// few enough that 1/3 does not print 28 threes.
+pub const RATE_SIGNIFICANT_DIGITS: u32 = 12;
+
 /// The all-in rate of a conversion: whole units of `to` received per whole unit of
-/// `from` sent (fees and rounding included), for display. `None` for a zero send or an
-/// unknown asset. Decimals stay at the edge: the engine never uses this.
+/// `from` sent (fees and rounding included), for display, rounded half-even to
+/// [`RATE_SIGNIFICANT_DIGITS`]. `None` for a zero send or an unknown asset. Decimals
+/// stay at the edge: the engine never uses this.
 pub fn rate(assets: &AssetTable, from: AssetId, send: Amount, to: AssetId, receive: Amount) -> Option<Decimal> {
     let (from, to) = (assets.get(from)?, assets.get(to)?);
     if send.is_zero() {
@@ -114,7 +119,9 @@ pub fn rate(assets: &AssetTable, from: AssetId, send: Amount, to: AssetId, recei
     }
     let send = Decimal::from_i128_with_scale(i128::from(send.minor_units()), from.scale());
     let receive = Decimal::from_i128_with_scale(i128::from(receive.minor_units()), to.scale());
-    receive.checked_div(send).map(|rate| rate.normalize())
+    let rate = receive.checked_div(send)?;
+    let rounded = rate.round_sf(RATE_SIGNIFICANT_DIGITS).unwrap_or(rate);
+    Some(rounded.normalize())
 }
 
 #[cfg(test)]
@@ -150,6 +157,12 @@ mod tests {
         // 1,000.00 EUR → 162,345 JPY: 162.345 JPY per EUR.
         let rate = rate(&assets, eur, Amount::new(100_000).unwrap(), jpy, Amount::new(162_345).unwrap()).unwrap();
         assert_eq!(rate.to_string(), "162.345");
+        // 1,800.00 EUR → 300,000 JPY: 166.666… kept to twelve significant digits.
+        let rate =
+            super::rate(&assets, eur, Amount::new(180_000).unwrap(), jpy, Amount::new(300_000).unwrap()).unwrap();
+        assert_eq!(rate.to_string(), "166.666666667");
+        let tiny = super::rate(&assets, jpy, Amount::new(3).unwrap(), eur, Amount::new(1).unwrap()).unwrap();
+        assert_eq!(tiny.to_string(), "0.00333333333333", "small rates keep their digits");
         assert!(super::rate(&assets, eur, Amount::ZERO, jpy, Amount::ZERO).is_none());
     }
 }
