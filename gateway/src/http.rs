@@ -174,6 +174,7 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
         | Op::RevokeKey { .. }
         | Op::ListKeys
         | Op::ListRules
+        | Op::ListReviews { .. }
         | Op::ShowRules { .. }
         | Op::DiffRules { .. } => {
             needs(Permission::Admin)?;
@@ -250,6 +251,13 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
                 "active": active,
                 "rollout": rollout.map(|(version, share_bps)| json!({"version": version, "share_bps": share_bps})),
             })
+        }
+        Op::ListReviews { account, limit } => {
+            let view = state.hub.view();
+            if account.is_some_and(|account| view.account(account).is_none()) {
+                return Err(ApiError::rejected(bourse_core::event::RejectReason::UnknownAccount));
+            }
+            render::reviews(&view, *account, *limit)
         }
         Op::ShowRules { version } => {
             let view = state.hub.view();
