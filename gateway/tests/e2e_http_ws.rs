@@ -1531,6 +1531,15 @@ async fn metrics_count_what_happened_and_health_and_ready_answer() {
     assert_eq!(count("bourse_gateway_errors_total{code=\"invalid_params\"}"), 1);
     assert_eq!(count("bourse_sessions{transport=\"websocket\"}"), 1);
     assert!(sample("bourse_end_to_end_latency_seconds_count{transport=\"http\"}") >= 12.0);
+    // One pipeline latency per command counted (the publisher records a batch's under
+    // one lock, before its replies go out).
+    let commands: u64 = text
+        .lines()
+        .filter(|line| line.starts_with("bourse_commands_total{"))
+        .map(|line| line.rsplit(' ').next().and_then(|value| value.parse::<u64>().ok()).expect("a count"))
+        .sum();
+    assert_eq!(commands, 10);
+    assert_eq!(count("bourse_pipeline_latency_seconds_count"), commands);
     assert!(sample("bourse_runtime_commands_total") >= 10.0);
 
     let ready = public.get("/ready");
