@@ -293,10 +293,17 @@ impl Hub {
                     .flatten();
                 view.apply_rules(events, rules.as_ref());
             }
-            if spec.is_some() {
+            if let Some(spec) = &spec {
                 let mut feeds = self.feeds.write();
                 while feeds.len() < view.markets().len() {
                     feeds.push(broadcast::channel(MARKET_FEED_CAPACITY).0);
+                }
+                let added = events.iter().find_map(|event| match *event {
+                    Event::MarketAdded { market, .. } => Some(market),
+                    _ => None,
+                });
+                if let (Some(market), Some(tap)) = (added, self.batch_tap.get()) {
+                    tap.market_added(market, spec);
                 }
             }
             let first = updates.len();

@@ -240,6 +240,15 @@ impl ReadModel {
         }
     }
 
+    /// Adds market `id` with `spec` if it is the next market the model does not have
+    /// (ids are dense and in order): for a model kept without the publisher's events,
+    /// told of the markets added at run time (`webhooks::select::Renderer`).
+    pub fn learn_market(&mut self, id: MarketId, spec: &MarketSpec) {
+        if id.get() as usize == self.markets.len() {
+            self.add_market(id, spec.clone());
+        }
+    }
+
     pub fn assets(&self) -> &AssetTable {
         &self.assets
     }

@@ -23,6 +23,8 @@
 //! The engine never waits for any of this: the publisher's only work is one
 //! non-blocking channel send per batch (or a counter when it drops one), and while no
 //! endpoint is registered, not even that: a store of the batch's last sequence number.
+//! A market added at run time costs it one short lock more (`Feed::market_added`), so
+//! that notification bodies can name the market in a route.
 
 pub mod api;
 pub mod config;
@@ -42,8 +44,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use bourse_core::book::MarketId;
 use bourse_core::config::Config as EngineConfig;
 use bourse_core::ids::AccountId;
+use bourse_core::market::MarketSpec;
 use bourse_snapshots::recovery::DataStores;
 use bourse_snapshots::runtime::AppliedBatch;
 use crossbeam_channel::{Receiver, Sender};
@@ -156,6 +160,12 @@ struct FeedCounters {
     offered_through: AtomicU64,
     /// Registered endpoints; while none, the publisher hands over nothing.
     endpoints: AtomicUsize,
+    /// Every market (id, spec) the renderer must know, in id order: those recovered
+    /// at start, then those added at run time, each before the batch that added it
+    /// is offered. Bounded by the engine's market table.
+    markets: Mutex<Vec<(MarketId, MarketSpec)>>,
+    /// `markets.len()`, read without the lock.
+    markets_known: AtomicUsize,
     limit: usize,
 }
 
@@ -176,6 +186,16 @@ fn weight(batch: &AppliedBatch) -> usize {
 }
 
 impl Feed {
+    /// Tells the renderer of market `id`, added at run time with `spec`. The publisher
+    /// calls it (rarely: one call per market added) before it offers the batch that
+    /// added the market, so any notification derived from that batch on, live or
+    /// from the journal, can name the market.
+    pub fn market_added(&self, id: MarketId, spec: &MarketSpec) {
+        let mut markets = self.counters.markets.lock();
+        markets.push((id, spec.clone()));
+        self.counters.markets_known.store(markets.len(), Ordering::Release);
+    }
+
     pub fn offer(&self, batch: &Arc<AppliedBatch>) {
         let Some(last) = batch.items.last() else { return };
         let counters = &*self.counters;
@@ -258,11 +278,14 @@ impl Webhooks {
     /// Loads `<data_dir>/webhooks/` (the registry and the outbox, compacted), then
     /// starts the webhook thread and the delivery threads. `recovered_through` is the
     /// last sequence number recovery applied: notifications of commands up to it that
-    /// the outbox does not hold are derived from the journal first.
+    /// the outbox does not hold are derived from the journal first. `markets` are the
+    /// recovered engine's, in id order (those added at run time before the start
+    /// included); the publisher tells of later ones (`Feed::market_added`).
     pub fn start(
         data_dir: &Path,
         config: &WebhookConfig,
         engine: &EngineConfig,
+        markets: &[MarketSpec],
         stores: DataStores,
         metrics: Arc<Metrics>,
         recovered_through: u64,
@@ -299,6 +322,10 @@ impl Webhooks {
             last_dropped: AtomicU64::new(0),
             offered_through: AtomicU64::new(recovered_through),
             endpoints: AtomicUsize::new(state.endpoints.len()),
+            markets: Mutex::new(
+                markets.iter().enumerate().map(|(index, spec)| (MarketId::new(index as u32), spec.clone())).collect(),
+            ),
+            markets_known: AtomicUsize::new(markets.len()),
             limit: config.queue_events_max,
         });
         let shared = Arc::new(Shared {
@@ -666,6 +693,8 @@ mod tests {
                 last_dropped: AtomicU64::new(0),
                 offered_through: AtomicU64::new(0),
                 endpoints: AtomicUsize::new(0),
+                markets: Mutex::new(Vec::new()),
+                markets_known: AtomicUsize::new(0),
                 limit: 1,
             }),
         }
@@ -696,7 +725,7 @@ mod tests {
         let engine = crate::config::ServerConfig::embedded().unwrap().engine;
         let config = WebhookConfig { workers: 1, ..WebhookConfig::default() };
         let metrics = Arc::new(Metrics::default());
-        let (webhooks, _) = Webhooks::start(dir.path(), &config, &engine, stores, metrics, 0).unwrap();
+        let (webhooks, _) = Webhooks::start(dir.path(), &config, &engine, &[], stores, metrics, 0).unwrap();
         let feed = webhooks.feed();
         let offers = || feed.counters.offers.load(Ordering::Relaxed);
         feed.offer(&batch(1..=3));
