@@ -138,7 +138,10 @@ async fn feed(
             .content_type("application/json")
             .body(error.to_reply(&Value::Null).to_string()));
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(handshake) => handshake,
+        Err(error) => return Ok(crate::http::handshake_refusal(&error)),
+    };
     let stream = stream
         .max_frame_size(VIEWER_FRAME_BYTES_MAX)
         .aggregate_continuations()

@@ -10,13 +10,22 @@
 //! - `GET /metrics` (Prometheus text), `/health` (the process is up), `/ready` (recovered
 //!   and accepting commands).
 //! - `GET /dashboard`, `/v1/dashboard`, `/v1/dashboard/ws`: the live dashboard (`dashboard`).
+//!
+//! Every refusal is the API's JSON error shape, actix's own too (`json_errors`: a body
+//! over the limit or cut short, a query string that does not parse, a WebSocket
+//! handshake that is not one); only a request the HTTP parser cannot read at all gets
+//! actix's bare status line.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{PayloadError, QueryPayloadError};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, Session};
 use bourse_core::book::MarketId;
@@ -30,7 +39,7 @@ use crate::api::{ApiError, render};
 use crate::auth::{AuthHeaders, Authenticated, KeyStore, Permission, Verifier, unix_ms_now};
 use crate::config::ServerSection;
 use crate::hub::{Delivery, Hub, SessionHandle};
-use crate::metrics::Transport;
+use crate::metrics::{Metrics, Transport};
 use crate::principal::Principal;
 
 /// What every handler shares.
@@ -83,9 +92,11 @@ pub fn server(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io:
     let max_connections = state.server.max_connections;
     let limit = state.server.max_message_bytes;
     let dashboard = web::Data::new(crate::dashboard::Dashboard::new(state.hub.clone()));
+    let counters = state.hub.metrics.clone();
     let data = web::Data::from(state);
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap(json_errors(limit, counters.clone()))
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(limit))
             .route("/v1/rpc", web::post().to(rpc))
@@ -138,6 +149,77 @@ fn error_response(error: &ApiError, id: &Value) -> HttpResponse {
     response
 }
 
+/// Answers actix's own refusals, made before a handler runs or by an extractor, in the
+/// API's error shape, `{"id": null, "ok": false, "error": {code, message}}`, keeping
+/// their status and headers (`Allow`, `Upgrade`…); counted like the gateway's own. A
+/// response that is JSON already (every handler's) passes as it is.
+fn json_errors(limit: usize, metrics: Arc<Metrics>) -> ErrorHandlers<BoxBody> {
+    ErrorHandlers::new().default_handler(move |response: ServiceResponse<BoxBody>| {
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+        }
+        let error = actix_refusal(&response, limit);
+        metrics.gateway_error(error.code);
+        let (request, refused) = response.into_parts();
+        let mut reply = error_response(&error, &Value::Null);
+        for (name, value) in refused.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                reply.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, reply).map_into_right_body()))
+    })
+}
+
+/// What an actix refusal means, as an API error with the same status.
+fn actix_refusal(response: &ServiceResponse<BoxBody>, limit: usize) -> ApiError {
+    let error = response.response().error();
+    if let Some(payload) = error.and_then(actix_web::Error::as_error::<PayloadError>) {
+        return match payload {
+            PayloadError::Overflow => ApiError::new(
+                413,
+                "payload_too_large",
+                format!("the request body is over the limit of {limit} bytes (max_message_bytes)"),
+            ),
+            other => ApiError::bad_request("bad_payload", format!("the request body could not be read: {other}")),
+        };
+    }
+    if let Some(query) = error.and_then(actix_web::Error::as_error::<QueryPayloadError>) {
+        return ApiError::bad_request("invalid_params", format!("the query string: {query}"));
+    }
+    let status = response.status();
+    let request = response.request();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        status if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let what = error.map_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned(), ToString::to_string);
+    ApiError::new(status.as_u16(), code, format!("{} {}: {what}", request.method(), request.path()))
+}
+
+/// A WebSocket upgrade that is not one (no `Upgrade` header, no key, a version other
+/// than 13), with actix's status and headers.
+pub(crate) fn handshake_refusal(error: &actix_web::Error) -> HttpResponse {
+    let refused = error.error_response();
+    let status = refused.status().as_u16();
+    let error = ApiError::new(status, "websocket_handshake", format!("not a WebSocket handshake: {error}"));
+    let mut reply = error_response(&error, &Value::Null);
+    for (name, value) in refused.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            reply.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    reply
+}
+
 async fn not_found(req: HttpRequest) -> HttpResponse {
     let error = ApiError::new(404, "not_found", format!("no such endpoint: {} {}", req.method(), req.path()));
     error_response(&error, &Value::Null)
@@ -174,6 +256,7 @@ fn authorize(op: &Op, auth: Option<&Authenticated>) -> Result<(), ApiError> {
         | Op::RevokeKey { .. }
         | Op::ListKeys
         | Op::ListRules
+        | Op::ListReviews { .. }
         | Op::ShowRules { .. }
         | Op::DiffRules { .. } => {
             needs(Permission::Admin)?;
@@ -250,6 +333,13 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
                 "active": active,
                 "rollout": rollout.map(|(version, share_bps)| json!({"version": version, "share_bps": share_bps})),
             })
+        }
+        Op::ListReviews { account, limit } => {
+            let view = state.hub.view();
+            if account.is_some_and(|account| view.account(account).is_none()) {
+                return Err(ApiError::rejected(bourse_core::event::RejectReason::UnknownAccount));
+            }
+            render::reviews(&view, *account, *limit)
         }
         Op::ShowRules { version } => {
             let view = state.hub.view();
@@ -409,7 +499,13 @@ async fn websocket(
             &Value::Null,
         ));
     }
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(handshake) => handshake,
+        Err(error) => {
+            state.hub.metrics.gateway_error("websocket_handshake");
+            return Ok(handshake_refusal(&error));
+        }
+    };
     let limit = state.server.max_message_bytes;
     let stream = stream.max_frame_size(limit).aggregate_continuations().max_continuation_size(limit);
     let state = state.into_inner();

@@ -293,10 +293,17 @@ impl Hub {
                     .flatten();
                 view.apply_rules(events, rules.as_ref());
             }
-            if spec.is_some() {
+            if let Some(spec) = &spec {
                 let mut feeds = self.feeds.write();
                 while feeds.len() < view.markets().len() {
                     feeds.push(broadcast::channel(MARKET_FEED_CAPACITY).0);
+                }
+                let added = events.iter().find_map(|event| match *event {
+                    Event::MarketAdded { market, .. } => Some(market),
+                    _ => None,
+                });
+                if let (Some(market), Some(tap)) = (added, self.batch_tap.get()) {
+                    tap.market_added(market, spec);
                 }
             }
             let first = updates.len();
@@ -338,9 +345,11 @@ impl Hub {
         }
     }
 
-    fn count(&self, item: &Applied, events: &[Event], now: u64) {
+    /// Counts `item`'s outcome; returns its pipeline latency (none for a tick), for the
+    /// publisher to record with the rest of its batch's.
+    fn count(&self, item: &Applied, events: &[Event], now: u64) -> Option<u64> {
         if item.kind == CommandKind::Tick {
-            return;
+            return None;
         }
         let outcome = match events.last() {
             Some(Event::Rejected { reason, .. }) => {
@@ -351,7 +360,7 @@ impl Hub {
             _ => CommandOutcome::Accepted,
         };
         self.metrics.command(item.kind, outcome);
-        self.metrics.pipeline.record_nanos(now.saturating_sub(item.timestamp.as_nanos()));
+        Some(now.saturating_sub(item.timestamp.as_nanos()))
     }
 
     /// Sends the reply for `item`; returns the session it went to, if any.
@@ -393,6 +402,9 @@ pub struct Publisher {
     hub: Arc<Hub>,
     updates: Vec<MarketUpdate>,
     targets: SmallVec<[SessionId; 8]>,
+    /// The batch's pipeline latencies, recorded under one lock at its end; grows to
+    /// the largest batch once, then is reused.
+    pipeline_ns: Vec<u64>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -403,7 +415,7 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub, updates: Vec::new(), targets: SmallVec::new() }
+        Self { hub, updates: Vec::new(), targets: SmallVec::new(), pipeline_ns: Vec::with_capacity(256) }
     }
 
     pub fn publish(&mut self, batch: AppliedBatch) {
@@ -415,10 +427,16 @@ impl Publisher {
         let batch = Arc::new(batch);
         self.updates.clear();
         hub.update_view(&batch, &mut self.updates);
+        // Counted before any reply goes out, as when each command took the lock itself:
+        // a client that has its reply finds its command in `/metrics`.
         let now = wall_clock_nanos();
+        self.pipeline_ns.clear();
+        for item in &batch.items {
+            self.pipeline_ns.extend(hub.count(item, batch.events_of(item), now));
+        }
+        hub.metrics.pipeline.record_all_nanos(&self.pipeline_ns);
         for (index, item) in batch.items.iter().enumerate() {
             let events = batch.events_of(item);
-            hub.count(item, events, now);
             let requester = hub.reply(item, &batch, index);
             self.targets.clear();
             for event in events {

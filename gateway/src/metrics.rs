@@ -1,8 +1,9 @@
 //! Counters and latency histograms, rendered as Prometheus text at `/metrics`.
 //!
 //! Counters are atomics indexed by enum discriminant (no map, no lock on the hot
-//! path); latencies go into hdrhistograms behind a short mutex (one record per
-//! command), reported as quantiles.
+//! path); latencies go into hdrhistograms behind a short mutex, reported as
+//! quantiles. The publisher takes each of its histograms' locks once per batch
+//! (`Latency::record_all_nanos`), not once per command.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +95,18 @@ impl Latency {
 
     pub fn record_nanos(&self, nanos: u64) {
         self.0.lock().saturating_record(nanos.clamp(1, 60_000_000_000));
+    }
+
+    /// Records every value of `nanos` under one lock (each clamped to the histogram's
+    /// range): the same histogram as recording them one by one.
+    pub fn record_all_nanos(&self, nanos: &[u64]) {
+        if nanos.is_empty() {
+            return;
+        }
+        let mut histogram = self.0.lock();
+        for value in nanos {
+            histogram.saturating_record((*value).clamp(1, 60_000_000_000));
+        }
     }
 
     /// Records `count` values of `nanos` (clamped to the histogram's range).
@@ -423,6 +436,19 @@ mod tests {
         for (index, kind) in KINDS.iter().enumerate() {
             assert_eq!(*kind as usize, index);
         }
+    }
+
+    #[test]
+    fn recording_a_batch_of_latencies_at_once_renders_as_recording_each() {
+        let (each, batch) = (Latency::default(), Latency::default());
+        let nanos = [0, 1, 250, 250, 9_999, 1_234_567, 59_000_000_000, 61_000_000_000, u64::MAX];
+        for value in nanos {
+            each.record_nanos(value);
+        }
+        batch.record_all_nanos(&nanos);
+        batch.record_all_nanos(&[]);
+        assert_eq!(each.summary(), batch.summary());
+        assert_eq!(batch.summary().0, nanos.len() as u64);
     }
 
     #[test]

@@ -125,11 +125,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = runtime.context("starting the runtime")?;
     let metrics = Arc::new(Metrics::default());
+    let markets: Vec<_> = view.markets().iter().map(|market| market.spec.clone()).collect();
     let hub = Hub::new(runtime.submitter(), runtime.stats().clone(), view, metrics);
     let (webhooks, webhook_report) = Webhooks::start(
         &data_dir,
         &config.webhooks,
         &config.engine,
+        &markets,
         stores.clone(),
         hub.metrics.clone(),
         recovered_seq,

@@ -1,5 +1,6 @@
 //! The read model: what the gateway answers queries from (balances, open orders,
-//! markets, depth, recent trades) without asking the engine thread. It is built from
+//! markets, depth, recent trades, payments waiting for review) without asking the
+//! engine thread. It is built from
 //! the recovered engine at start, then kept current by the publisher from the events
 //! of every applied batch, in sequence order, so it is never ahead of what clients
 //! were told and at most one batch behind the engine.
@@ -9,10 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use bourse_core::Engine;
 use bourse_core::asset::AssetTable;
 use bourse_core::book::{ClientOrderId, MarketId, OrderId, Price, Qty, Side};
+use bourse_core::command::CommandKind;
 use bourse_core::event::Event;
-use bourse_core::ids::{AccountId, AssetId, KycTier, OwnerId, Seq, Timestamp};
+use bourse_core::ids::{AccountId, AssetId, HoldId, KycTier, OwnerId, RuleVersion, Seq, Timestamp};
 use bourse_core::market::MarketSpec;
 use bourse_core::money::Amount;
+use bourse_core::rules::RuleKind;
 
 /// Trades kept per market for `GET …/trades`.
 pub const RECENT_TRADES: usize = 200;
@@ -49,6 +52,25 @@ pub struct TradeView {
     pub qty: Qty,
     pub taker_side: Side,
     pub timestamp: Timestamp,
+}
+
+/// A payment held for an operator's review and not yet decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReviewView {
+    pub hold: HoldId,
+    /// The command that was held (transfer, authorize, split payment, withdraw,
+    /// cross-border payment, quote execution).
+    pub kind: CommandKind,
+    pub payer: AccountId,
+    /// `None` for a withdrawal and a split payment.
+    pub payee: Option<AccountId>,
+    pub asset: AssetId,
+    /// What is held in the payer's account.
+    pub amount: Amount,
+    /// The rule, of the payer's rules of `version`, that held it.
+    pub rule: RuleKind,
+    pub version: RuleVersion,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +131,10 @@ pub struct ReadModel {
     rules: Vec<bourse_core::rules::RuleSet>,
     /// The fully active rule version, and a rollout in progress (version, share).
     rules_in_effect: (u32, Option<(u32, u16)>),
+    /// Payments waiting for review, oldest (lowest hold id) first. Bounded by the
+    /// engine's `REVIEW_HOLDS_PENDING_MAX`: an entry is added only for a hold the
+    /// engine made, and removed when it is decided.
+    reviews: BTreeMap<HoldId, ReviewView>,
     last_seq: Option<Seq>,
     last_timestamp: Timestamp,
 }
@@ -154,6 +180,25 @@ impl ReadModel {
                 let (active, rollout) = engine.rules_in_effect();
                 (active.get(), rollout.map(|(version, share)| (version.get(), share)))
             },
+            reviews: engine
+                .pending_reviews()
+                .map(|info| {
+                    let review = ReviewView {
+                        hold: info.hold,
+                        kind: info.kind,
+                        payer: info.payer,
+                        payee: info.payee,
+                        asset: info.asset,
+                        amount: info.amount,
+                        // The engine keeps no rule per hold: `review_threshold` is the
+                        // one rule that holds a payment (`engine::risk`).
+                        rule: RuleKind::ReviewThreshold,
+                        version: info.version,
+                        created_at: info.created_at,
+                    };
+                    (info.hold, review)
+                })
+                .collect(),
             last_seq: engine.last_seq(),
             last_timestamp: engine.now(),
         };
@@ -192,6 +237,15 @@ impl ReadModel {
         let index = id.get() as usize;
         if self.markets.len() <= index {
             self.markets.push(MarketView::new(id, symbol, spec));
+        }
+    }
+
+    /// Adds market `id` with `spec` if it is the next market the model does not have
+    /// (ids are dense and in order): for a model kept without the publisher's events,
+    /// told of the markets added at run time (`webhooks::select::Renderer`).
+    pub fn learn_market(&mut self, id: MarketId, spec: &MarketSpec) {
+        if id.get() as usize == self.markets.len() {
+            self.add_market(id, spec.clone());
         }
     }
 
@@ -264,6 +318,10 @@ impl ReadModel {
     }
     pub fn last_timestamp(&self) -> Timestamp {
         self.last_timestamp
+    }
+    /// Payments waiting for review, oldest first.
+    pub fn pending_reviews(&self) -> impl DoubleEndedIterator<Item = &ReviewView> {
+        self.reviews.values()
     }
 
     /// Applies one command's events. `new_market` is the spec of a market this command
@@ -378,6 +436,16 @@ impl ReadModel {
                     view.market_seq = view.market_seq.max(market_seq);
                 }
             }
+            Event::HeldForReview { hold, kind, payer, payee, asset, amount, rule, version } => {
+                let review =
+                    ReviewView { hold, kind, payer, payee, asset, amount, rule, version, created_at: timestamp };
+                self.reviews.insert(hold, review);
+            }
+            // Decided: a rejected approval (the books moved, an account frozen) has no
+            // `ReviewApproved`, and the hold stays pending.
+            Event::ReviewApproved { hold, .. } | Event::ReviewRejected { hold, .. } => {
+                self.reviews.remove(&hold);
+            }
             Event::Deposited { .. }
             | Event::Withdrawn { .. }
             | Event::Transferred { .. }
@@ -394,9 +462,6 @@ impl ReadModel {
             | Event::RulesActivated { .. }
             | Event::RulesRolledBack { .. }
             | Event::RuleViolated { .. }
-            | Event::HeldForReview { .. }
-            | Event::ReviewApproved { .. }
-            | Event::ReviewRejected { .. }
             // Cross-border payments change the read model through the `Trade`,
             // `BookChanged` and `BalanceChanged` events they come with.
             | Event::QuoteLeg { .. }
@@ -418,17 +483,19 @@ impl ReadModel {
 #[cfg(test)]
 mod tests {
     use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, Side, TimeInForce};
-    use bourse_core::command::SequencedCommand;
+    use bourse_core::command::{ActivateRules, PublishRules, ReviewDecision, SequencedCommand};
     use bourse_core::command::{AmendOrder, CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
     use bourse_core::command::{CancelOrder, Command, Deposit, OpenAccount, OrderRef, OrderSize, PlaceOrder, Transfer};
     use bourse_core::config::Config;
     use bourse_core::event::Event;
-    use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, QuoteId, Reference, Seq, Timestamp};
+    use bourse_core::ids::{AccountId, AssetId, HoldId, IdempotencyKey, KycTier, OwnerId, QuoteId, Reference};
+    use bourse_core::ids::{RuleVersion, Seq, Timestamp};
     use bourse_core::money::Amount;
+    use bourse_core::rules::{RuleKind, RuleSet};
     use bourse_core::{Capacity, Engine};
     use proptest::prelude::*;
 
-    use super::ReadModel;
+    use super::{ReadModel, ReviewView};
 
     /// Two markets sharing USD, so that cross-border payments route BTC→EUR (and back)
     /// through two books, and USD↔EUR or BTC↔USD through one.
@@ -464,10 +531,20 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
     const MARKETS: u64 = 2;
     /// About a lot's worth of each asset, in minor units (USD, BTC, EUR).
     const UNITS: [u64; 3] = [50, 1_000_000, 100];
+    /// Accounts 2 and 3 (not 0 and 1) have a payment above 5.00 USD or EUR, or 500
+    /// satoshis, wait for review: about half of their transfers and most of their
+    /// cross-border payments.
+    const RULES: &str = r#"
+[accounts.2]
+review_threshold = { USD = "5.00", BTC = "0.00000500", EUR = "5.00" }
+[accounts.3]
+review_threshold = { USD = "5.00", BTC = "0.00000500", EUR = "5.00" }
+"#;
 
     /// Small random commands on four funded accounts: orders that cross on either
-    /// market, cancels and amends by id and client id, transfers, and cross-border
-    /// quotes, quote executions and direct payments (which take from the same books).
+    /// market, cancels and amends by id and client id, transfers, cross-border quotes,
+    /// quote executions and direct payments (which take from the same books), and an
+    /// operator's decisions on the payments held for review.
     fn command(op: (u8, u32, u64, u64, bool)) -> Command {
         let (kind, account, a, b, flag) = op;
         let by = AccountId::new(account % ACCOUNTS);
@@ -483,7 +560,7 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
         } else {
             CrossBorderAmount::Receive(lots(to_index, b % 6 + 1))
         };
-        match kind % 8 {
+        match kind % 9 {
             0 | 1 => Command::PlaceOrder(PlaceOrder {
                 by,
                 market: MarketId::new(((a >> 8) % MARKETS) as u32),
@@ -531,7 +608,7 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
                 key: IdempotencyKey::new(u128::from(a) << 64 | u128::from(b)),
                 quote: QuoteId::new(a % 24 + 1),
             }),
-            _ => Command::PayCrossBorder(PayCrossBorder {
+            7 => Command::PayCrossBorder(PayCrossBorder {
                 by,
                 key: IdempotencyKey::new(u128::from(b) << 64 | u128::from(a)),
                 payee,
@@ -545,6 +622,9 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
                 },
                 max_hops: None,
             }),
+            // Unknown and decided holds too; an approval may be refused (the books
+            // moved) and leave the hold pending.
+            _ => Command::ReviewDecision(ReviewDecision { hold: HoldId::new(a % 16 + 1), approve: flag }),
         }
     }
 
@@ -565,6 +645,9 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
                 }));
             }
         }
+        let rules = RuleSet::from_toml_str(RULES).expect("valid rules");
+        commands.push(Command::PublishRules(PublishRules { rules }));
+        commands.push(Command::ActivateRules(ActivateRules { version: RuleVersion::new(1), share_bps: 10_000 }));
         commands
     }
 
@@ -610,7 +693,50 @@ fees = [{ maker_bps = 10, taker_bps = 20 }]
             prop_assert_eq!(kept.market_seq, built.market_seq);
             prop_assert_eq!(kept.bbo(), built.bbo());
         }
+        let kept: Vec<&ReviewView> = model.pending_reviews().collect();
+        prop_assert_eq!(kept, rebuilt.pending_reviews().collect::<Vec<_>>());
+        prop_assert_eq!(model.pending_reviews().count(), engine.pending_reviews().count());
         Ok(())
+    }
+
+    /// Held payments of each kind the mix makes, an approval, a rejection and an
+    /// approval refused (so still pending) keep the model's pending holds equal to the
+    /// engine's, with the rule and time that held them.
+    #[test]
+    fn review_holds_and_decisions_keep_the_model_equal_to_the_engine() {
+        // Account 1 bids for 5 lots of BTC (BTC-USD, order 1, at 107). Account 2
+        // transfers 9.99 USD to 3 (hold 1) and 6.00 EUR to 3 (hold 2); account 3 pays
+        // 0.03 BTC to 0 into USD, through the bid (hold 3). Then the bid is cancelled.
+        let bid_btc = (0_u8, 1_u32, 7_u64, 4_u64, true);
+        let transfer_usd = (4_u8, 2_u32, 0_u64, 998_u64, false);
+        let transfer_eur = (4_u8, 2_u32, 2_u64, 599_u64, false);
+        let pay_btc = (7_u8, 3_u32, 1_u64, 8_u64, true);
+        let cancel_bid = (2_u8, 1_u32, 0_u64, 0_u64, true);
+        // Hold 1 approved, hold 2 rejected, hold 3's approval refused (no bid left to
+        // sell the BTC into), an unknown hold.
+        let decide = |hold: u64, approve: bool| (8_u8, 0_u32, hold - 1, 0_u64, approve);
+        let ops = [
+            bid_btc,
+            transfer_usd,
+            transfer_eur,
+            pay_btc,
+            cancel_bid,
+            decide(1, true),
+            decide(2, false),
+            decide(3, true),
+            decide(9, true),
+        ];
+        let (engine, model, _) = run(ops.map(command));
+        same_as_the_engine(&model, &engine).unwrap();
+        let pending: Vec<&ReviewView> = model.pending_reviews().collect();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        let held = pending[0];
+        assert_eq!((held.hold, held.payer, held.payee), (HoldId::new(3), AccountId::new(3), Some(AccountId::new(0))));
+        assert_eq!((held.rule, held.version), (RuleKind::ReviewThreshold, RuleVersion::new(1)));
+        assert_eq!(held.kind, bourse_core::command::CommandKind::PayCrossBorder);
+        assert_eq!(held.created_at, engine.review_hold(HoldId::new(3)).unwrap().created_at);
+        let decided = |hold: u64| engine.review_hold(HoldId::new(hold)).and_then(|info| info.approved);
+        assert_eq!((decided(1), decided(2)), (Some(true), Some(false)), "the first two were decided");
     }
 
     /// The random mix below reaches cross-border payments only now and then; this one

@@ -652,6 +652,97 @@ async fn a_rule_refuses_a_cross_border_payment_and_an_approval_waits_for_the_boo
     assert_balance(balance(&mut world.admin, payee, "USD").await, "2400.12", "0.00", "paid once");
 }
 
+/// `list_reviews` over `rpc` (an admin's session): the filter and the limit, then bad
+/// input, each a clear error naming what was wrong, and the session goes on.
+async fn list_reviews_scenario(rpc: &mut impl Rpc, holds: &[Value], payee: u64, taker: u64) {
+    let transport = rpc.transport();
+    let all = ok(rpc.call("list_reviews", json!({})).await);
+    assert_eq!(all["result"]["reviews"], json!(holds), "{transport}: oldest first: {all}");
+    assert_eq!(all["result"]["pending"], holds.len(), "{transport}: {all}");
+    let of_payee = ok(rpc.call("list_reviews", json!({"account": payee})).await);
+    assert_eq!(of_payee["result"]["reviews"], json!(holds[..2]), "{transport}: as payee: {of_payee}");
+    let of_taker = ok(rpc.call("list_reviews", json!({"account": taker.to_string()})).await);
+    assert_eq!(of_taker["result"]["reviews"], json!(holds[2..]), "{transport}: as payer: {of_taker}");
+    let first = ok(rpc.call("list_reviews", json!({"limit": 1})).await);
+    assert_eq!(first["result"]["reviews"], json!(holds[..1]), "{transport}: {first}");
+    assert_eq!(first["result"]["pending"], holds.len(), "{transport}: the count is of all that match: {first}");
+
+    for (params, field) in [
+        (json!({"account": "abc"}), "account"),
+        (json!({"account": true}), "account"),
+        (json!({"account": -3}), "account"),
+        (json!({"account": 1.5}), "account"),
+        (json!({"limit": "ten"}), "limit"),
+        (json!({"limit": [5]}), "limit"),
+        (json!({"acount": 1}), "unknown field `acount`"),
+    ] {
+        let reply = rpc.call("list_reviews", params.clone()).await;
+        rejected(&reply, "invalid_params");
+        let message = reply["error"]["message"].as_str().expect("a message");
+        assert!(message.starts_with("list_reviews: ") && message.contains(field), "{transport}: {params}: {message}");
+    }
+    rejected(&rpc.call("list_reviews", json!({"account": 999})).await, "unknown_account");
+    let again = ok(rpc.call("list_reviews", json!({})).await);
+    assert_eq!(again["result"]["reviews"], json!(holds), "{transport}: still serving");
+}
+
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn operators_list_the_pending_holds_over_http_and_websocket_and_no_one_else_may() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut world = World::open(&dir).await;
+    let (payer, payee, maker, taker) = (world.payer, world.payee, world.maker, world.taker);
+    let version = publish_and_activate_rules(&mut world.admin, &rules());
+    let mut payer_http = world.server.http(Some(world.payer_key.clone()));
+    let nothing = ok(world.admin.call("list_reviews", json!({})));
+    assert_eq!((nothing["result"]["reviews"].clone(), nothing["result"]["pending"].clone()), (json!([]), json!(0)));
+
+    // Three holds: a transfer and a cross-border payment of the payer to the payee
+    // (the one of `a_held_payment_is_made_on_approval…`: 2,500.00 EUR held), and a
+    // transfer of the taker's to the maker.
+    let transfer = json!({"by": payer, "to": payee, "asset": "EUR", "amount": "1600.00"});
+    let first = ok(payer_http.call("transfer", transfer));
+    let pay =
+        json!({"by": payer, "payee": payee, "from": "EUR", "to": "JPY", "receive": "300000", "max_send": "2500.00"});
+    let second = ok(payer_http.call("pay_cross_border", pay));
+    let third =
+        ok(world.admin.call("transfer", json!({"by": taker, "to": maker, "asset": "EUR", "amount": "1500.01"})));
+    let listed = |reply: &Value, kind: &str, (from, to): (u64, u64), amount: &str| {
+        json!({
+            "hold": hold_of(reply), "kind": kind, "payer": from, "payee": to, "asset": "EUR", "amount": amount,
+            "rule": "review_threshold", "version": version, "created_at": reply["time"],
+        })
+    };
+    let holds = [
+        listed(&first, "transfer", (payer, payee), "1600.00"),
+        listed(&second, "pay_cross_border", (payer, payee), "2500.00"),
+        listed(&third, "transfer", (taker, maker), "1500.01"),
+    ];
+    assert!(holds.iter().all(|hold| hold["created_at"].as_str().is_some_and(|t| t.ends_with('Z'))), "{holds:?}");
+
+    list_reviews_scenario(&mut world.admin, &holds, payee, taker).await;
+    let mut admin_ws = Ws::login(&world.server, &world.server.admin()).await;
+    list_reviews_scenario(&mut admin_ws, &holds, payee, taker).await;
+
+    // Only an operator: the payer's key (read, pay) and the payee's (read) are refused
+    // on either transport, an unsigned request needs a key.
+    rejected(&payer_http.call("list_reviews", json!({})), "forbidden");
+    assert_eq!(payer_http.last_status, 403);
+    rejected(&payer_http.call("list_reviews", json!({"account": payer})), "forbidden");
+    let mut payee_ws = Ws::login(&world.server, &world.payee_key).await;
+    rejected(&payee_ws.call("list_reviews", json!({"account": payee})).await, "forbidden");
+    rejected(&world.server.http(None).call("list_reviews", json!({})), "missing_auth");
+
+    // Decided holds leave the list, on both transports; a refused approval would not.
+    ok(world.admin.call("review_decision", json!({"hold": hold_of(&first), "approve": true})));
+    ok(admin_ws.call("review_decision", json!({"hold": hold_of(&third), "approve": false})).await);
+    let left = ok(world.admin.call("list_reviews", json!({})));
+    assert_eq!(left["result"]["reviews"], json!([holds[1]]), "{left}");
+    let left = ok(admin_ws.call("list_reviews", json!({"account": taker})).await);
+    assert_eq!((left["result"]["reviews"].clone(), left["result"]["pending"].clone()), (json!([]), json!(0)));
+    assert!(left["result"]["as_of_seq"].as_u64().is_some_and(|seq| seq > 0), "{left}");
+}
+
 // ---------------------------------------------------------------------------------
 // One key on both sides of a leg
 

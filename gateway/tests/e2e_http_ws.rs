@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bourse_gateway::auth::{self, Credentials};
 use common::{
-    Http, QUIET, Rpc, Server, WAIT, Ws, assert_balance, balance, config_with, counter, create_key, deposit, events_of,
-    metric, ok, open_account, rejected,
+    Http, HttpReply, QUIET, Rpc, Server, WAIT, Ws, assert_balance, balance, config_with, counter, create_key, deposit,
+    events_of, metric, ok, open_account, rejected,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -1266,13 +1266,49 @@ async fn malformed_http_requests_are_refused_and_the_server_keeps_serving() {
     ));
     assert_balance(balance(&mut admin, a, "USD").await, "9.00", "0.00", "only the well-formed transfer moved money");
 
-    // A body over max_message_bytes (64 KiB): 413, nothing applied.
+    // A body over max_message_bytes (64 KiB): 413 in the API's error shape, naming the
+    // limit, nothing applied.
+    let too_large = |reply: &HttpReply| {
+        assert_eq!(reply.status, 413, "{}", reply.text);
+        assert_eq!(reply.json["ok"], false, "JSON: {}", reply.text);
+        assert_eq!(reply.json["error"]["code"], "payload_too_large", "{}", reply.text);
+        let message = reply.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("65536 bytes"), "names the limit: {message}");
+    };
     let huge = json!({"op": "transfer", "by": a, "to": b, "asset": "USD", "amount": "1.00", "key": "x", "pad": "p".repeat(70_000)});
-    let reply = admin.post(huge.to_string().as_bytes());
-    assert_eq!(reply.status, 413, "{}", reply.text);
+    too_large(&admin.post(huge.to_string().as_bytes()));
     still_serving(&mut admin);
-    let unsigned_huge = server.http(None).post(&vec![b'{'; 1 << 20]);
-    assert_eq!(unsigned_huge.status, 413);
+    too_large(&server.http(None).post(&vec![b'{'; 1 << 20]));
+    still_serving(&mut admin);
+
+    // actix's other refusals are JSON too: a query string that does not parse, a
+    // WebSocket upgrade that is not one, a body cut short (the client half-closes).
+    let public = server.http(None);
+    for (path, status, code) in [
+        ("/v1/markets/BTC-USD/depth?levels=many", 400, "invalid_params"),
+        ("/v1/markets/BTC-USD/trades?limit=-1", 400, "invalid_params"),
+        ("/v1/ws", 400, "websocket_handshake"),
+        ("/v1/dashboard/ws", 400, "websocket_handshake"),
+    ] {
+        let reply = public.get(path);
+        assert_eq!(
+            (reply.status, reply.json["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json["ok"], false, "{path}: {}", reply.text);
+        still_serving(&mut admin);
+    }
+    let mut short = StdTcpStream::connect(server.http).expect("connect");
+    short.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    short.write_all(b"POST /v1/rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{\"op\":").expect("write");
+    short.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut answer = String::new();
+    let _ = short.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let body: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").expect("a body") + 4..]).expect("JSON");
+    assert_eq!(body["error"]["code"], "bad_payload", "{answer}");
     still_serving(&mut admin);
 
     // Raw TCP: a cut request then a hang-up; garbage; a request that never ends.
@@ -1495,6 +1531,15 @@ async fn metrics_count_what_happened_and_health_and_ready_answer() {
     assert_eq!(count("bourse_gateway_errors_total{code=\"invalid_params\"}"), 1);
     assert_eq!(count("bourse_sessions{transport=\"websocket\"}"), 1);
     assert!(sample("bourse_end_to_end_latency_seconds_count{transport=\"http\"}") >= 12.0);
+    // One pipeline latency per command counted (the publisher records a batch's under
+    // one lock, before its replies go out).
+    let commands: u64 = text
+        .lines()
+        .filter(|line| line.starts_with("bourse_commands_total{"))
+        .map(|line| line.rsplit(' ').next().and_then(|value| value.parse::<u64>().ok()).expect("a count"))
+        .sum();
+    assert_eq!(commands, 10);
+    assert_eq!(count("bourse_pipeline_latency_seconds_count"), commands);
     assert!(sample("bourse_runtime_commands_total") >= 10.0);
 
     let ready = public.get("/ready");

@@ -620,3 +620,75 @@ fn a_held_cross_border_payment_tells_the_payer_the_decision_and_the_payee_the_pa
     assert_eq!((receiver.delivered("/xb").len(), receiver.delivered("/payer").len()), (1, 1), "once each");
     assert!(receiver.shared.0.lock().unwrap().bad_signatures.is_empty());
 }
+
+/// The renderer of notification bodies knew only the configured markets: a
+/// cross-border payment through a market added at run time named it "?" in its
+/// route. It is told of each market added (live, and from the recovered engine after
+/// a restart), also when the notification is derived from the journal.
+#[test]
+fn a_route_through_a_market_added_at_run_time_names_it_live_after_a_restart_and_from_the_journal() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let live = config("", "");
+    let mut server = Server::start_with(&data, Some(&live));
+    let admin_token = server.admin_token.clone().unwrap();
+    let mut admin = server.admin_http();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (maker, payer, merchant) = runtime.block_on(async {
+        let accounts =
+            (open_account(&mut admin, 1).await, open_account(&mut admin, 2).await, open_account(&mut admin, 3).await);
+        deposit(&mut admin, accounts.0, "JPY", "10000000").await;
+        deposit(&mut admin, accounts.1, "GBP", "10000.00").await;
+        accounts
+    });
+    register(&mut admin, &receiver, merchant, "/gbp", None);
+    // 100.00 GBP lots, 0.01 JPY steps, no fees; the maker bids 190 JPY a pound.
+    let market = json!({"base": "GBP", "quote": "JPY", "lot": 10000, "tick": 1, "qty_min": 1, "qty_max": 1000});
+    ok(admin.call("add_market", market));
+    ok(admin
+        .call("place_order", json!({"by": maker, "market": "GBP-JPY", "side": "buy", "price": "190", "qty": "1000"})));
+    // 100.00 GBP → 19,000 JPY in one hop (no USD or EUR is bid, so no other route).
+    let pay = |admin: &mut common::Http, key: &str| {
+        let pay = json!({
+            "by": payer, "payee": merchant, "from": "GBP", "to": "JPY", "send": "100.00", "min_receive": "19000",
+            "key": key,
+        });
+        ok(admin.call("pay_cross_border", pay))["seq"].as_u64().unwrap()
+    };
+    let routes = |deliveries: &[Received]| -> Vec<(u64, Value)> {
+        deliveries.iter().map(|r| (r.body["seq"].as_u64().unwrap(), r.body["data"]["route"].clone())).collect()
+    };
+    let first = pay(&mut admin, "gbp-1");
+    let delivered = receiver.wait_delivered("/gbp", 1);
+    assert_eq!(routes(&delivered), [(first, json!(["GBP-JPY"]))]);
+    assert_eq!(delivered[0].body["data"]["receive"], "19000");
+
+    // Restarted with no room for any batch: the market comes from the recovered
+    // engine, and the notification is derived from the journal.
+    server.terminate();
+    let replayed = config("", "queue_events_max = 1\n");
+    let server = restart(&data, &replayed, &admin_token);
+    let mut admin = server.admin_http();
+    let second = pay(&mut admin, "gbp-2");
+    let delivered = receiver.wait_delivered("/gbp", 2);
+    assert_eq!(routes(&delivered), [(first, json!(["GBP-JPY"])), (second, json!(["GBP-JPY"]))]);
+    assert!(counter(&metrics(&server), "bourse_webhook_journal_replays_total").unwrap() >= 1);
+
+    // A second market added while notifications are derived from the journal.
+    let market = json!({"base": "CNY", "quote": "JPY", "lot": 10000, "tick": 1, "qty_min": 1, "qty_max": 1000});
+    ok(admin.call("add_market", market));
+    runtime.block_on(deposit(&mut admin, payer, "CNY", "1000.00"));
+    ok(admin
+        .call("place_order", json!({"by": maker, "market": "CNY-JPY", "side": "buy", "price": "20", "qty": "1000"})));
+    let pay = json!({
+        "by": payer, "payee": merchant, "from": "CNY", "to": "JPY", "send": "100.00", "min_receive": "2000",
+        "key": "cny-1",
+    });
+    let third = ok(admin.call("pay_cross_border", pay))["seq"].as_u64().unwrap();
+    let delivered = receiver.wait_delivered("/gbp", 3);
+    assert_eq!(routes(&delivered)[2], (third, json!(["CNY-JPY"])));
+    std::thread::sleep(QUIET);
+    assert_eq!(receiver.delivered("/gbp").len(), 3, "each once");
+    assert!(receiver.shared.0.lock().unwrap().bad_signatures.is_empty());
+}

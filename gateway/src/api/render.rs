@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{reject_code, reject_message};
 use crate::hub::{Delivery, MarketUpdate};
 use crate::principal::Principal;
-use crate::view::{Bbo, MarketView, ReadModel};
+use crate::view::{Bbo, MarketView, ReadModel, ReviewView};
 
 /// `2026-11-26T08:30:00.123456789Z` from command time.
 pub fn time(timestamp: Timestamp) -> String {
@@ -1281,6 +1281,34 @@ pub fn orders(view: &ReadModel, account: AccountId) -> Value {
         })
         .collect();
     json!({"account": account.get(), "orders": orders, "as_of_seq": view.last_seq().map_or(0, Seq::get)})
+}
+
+/// Payments waiting for review, oldest first (`list_reviews`): those where `account`
+/// is the payer or the payee, when given; at most `limit` of them, and how many match
+/// in all.
+pub fn reviews(view: &ReadModel, account: Option<AccountId>, limit: usize) -> Value {
+    let formatter = Formatter::new(view);
+    let concerns =
+        |review: &&ReviewView| account.is_none_or(|account| review.payer == account || review.payee == Some(account));
+    let mut matching = 0_usize;
+    let mut listed = Vec::with_capacity(limit.min(64));
+    for review in view.pending_reviews().filter(concerns) {
+        matching += 1;
+        if listed.len() < limit {
+            listed.push(json!({
+                "hold": review.hold.get(),
+                "kind": payment_kind(review.kind),
+                "payer": review.payer.get(),
+                "payee": review.payee.map(AccountId::get),
+                "asset": formatter.asset(review.asset),
+                "amount": formatter.amount(review.asset, review.amount),
+                "rule": review.rule.name(),
+                "version": review.version.get(),
+                "created_at": time(review.created_at),
+            }));
+        }
+    }
+    json!({"reviews": listed, "pending": matching, "as_of_seq": view.last_seq().map_or(0, Seq::get)})
 }
 
 /// Every market with its grid and fees.

@@ -98,6 +98,12 @@ pub enum Op {
         b: u32,
     },
     ListRules,
+    /// Payments waiting for review, oldest first: `account`'s (as payer or payee) if
+    /// given, at most `limit`.
+    ListReviews {
+        account: Option<AccountId>,
+        limit: usize,
+    },
     Login {
         key: String,
         timestamp: u64,
@@ -165,6 +171,7 @@ pub const OPS: &[&str] = &[
     "activate_rules",
     "rollback_rules",
     "review_decision",
+    "list_reviews",
     "list_rules",
     "show_rules",
     "diff_rules",
@@ -607,6 +614,11 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
             };
             command(Command::ReviewDecision(decision), None, Permission::Admin)
         }
+        "list_reviews" => {
+            let p: ListReviewsParams = params(op, body)?;
+            let limit = p.limit.map_or(REVIEWS_LISTED_DEFAULT, |limit| usize::try_from(limit.0).unwrap_or(usize::MAX));
+            Op::ListReviews { account: p.account.map(account), limit: limit.min(REVIEWS_LISTED_MAX) }
+        }
         "list_rules" => {
             let _: Empty = params(op, body)?;
             Op::ListRules
@@ -645,6 +657,10 @@ fn parse_op(op: &str, body: &[u8], view: &ReadModel) -> Result<Op, ApiError> {
 }
 
 const DEFAULT_AUTHORIZATION_SECS: u64 = 7 * 24 * 3600;
+/// Payments `list_reviews` shows when no `limit` is given.
+pub const REVIEWS_LISTED_DEFAULT: usize = 100;
+/// The most payments one `list_reviews` shows (a larger `limit` is cut to it).
+pub const REVIEWS_LISTED_MAX: usize = 1_000;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_params", message)
@@ -1226,6 +1242,33 @@ struct ReviewParams {
     _op: IgnoredAny,
     hold: Num,
     approve: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListReviewsParams {
+    #[serde(default, rename = "id")]
+    _id: IgnoredAny,
+    #[serde(default, rename = "op")]
+    _op: IgnoredAny,
+    #[serde(default, deserialize_with = "account_filter")]
+    account: Option<Num>,
+    #[serde(default, deserialize_with = "limit_param")]
+    limit: Option<Num>,
+}
+
+/// An optional id or count whose error names `field` (`serde_json`'s own error names
+/// only the line and column).
+fn named_num<'de, D: de::Deserializer<'de>>(deserializer: D, field: &str) -> Result<Option<Num>, D::Error> {
+    Option::<Num>::deserialize(deserializer).map_err(|error| de::Error::custom(format!("{field}: {error}")))
+}
+
+fn account_filter<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Option<Num>, D::Error> {
+    named_num(deserializer, "account")
+}
+
+fn limit_param<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Option<Num>, D::Error> {
+    named_num(deserializer, "limit")
 }
 
 #[derive(Deserialize)]

@@ -55,6 +55,8 @@ pub(super) struct Deriver {
     retry_at: Option<Instant>,
     /// Replays of the current gap that failed.
     replay_failures: u32,
+    /// How many of the feed's markets the renderer was told of.
+    markets_learned: usize,
 }
 
 impl Deriver {
@@ -76,7 +78,22 @@ impl Deriver {
             last_maintained: Instant::now(),
             retry_at: None,
             replay_failures: 0,
+            markets_learned: 0,
         }
+    }
+
+    /// Tells the renderer of the markets the feed gained since the last call: before
+    /// anything is derived, so a route through a market added at run time is named.
+    fn learn_markets(&mut self) {
+        let feed = &self.shared.feed;
+        if feed.markets_known.load(Ordering::Acquire) == self.markets_learned {
+            return;
+        }
+        let markets = feed.markets.lock();
+        for (id, spec) in &markets[self.markets_learned..] {
+            self.renderer.learn_market(*id, spec);
+        }
+        self.markets_learned = markets.len();
     }
 
     pub(super) fn run(mut self) {
@@ -126,6 +143,7 @@ impl Deriver {
         let targets = self.targets();
         let mut derived = Vec::new();
         if !targets.is_empty() {
+            self.learn_markets();
             for item in batch.items.iter().filter(|item| item.seq.get() > derived_through) {
                 derive(&targets, &self.renderer, item.seq, item.timestamp, batch.events_of(item), &mut derived);
             }
@@ -154,6 +172,7 @@ impl Deriver {
             let _ = self.shared.commit(&mut Vec::new(), through, false);
             return;
         }
+        self.learn_markets();
         self.shared.metrics.webhook_replay();
         let started = Instant::now();
         let (shared, renderer) = (&self.shared, &self.renderer);

@@ -21,7 +21,10 @@
 //! - `api`: the `register_webhook`, `list_webhooks`, `delete_webhook` ops.
 //!
 //! The engine never waits for any of this: the publisher's only work is one
-//! non-blocking channel send per batch (or a counter when it drops one).
+//! non-blocking channel send per batch (or a counter when it drops one), and while no
+//! endpoint is registered, not even that: a store of the batch's last sequence number.
+//! A market added at run time costs it one short lock more (`Feed::market_added`), so
+//! that notification bodies can name the market in a route.
 
 pub mod api;
 pub mod config;
@@ -41,8 +44,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use bourse_core::book::MarketId;
 use bourse_core::config::Config as EngineConfig;
 use bourse_core::ids::AccountId;
+use bourse_core::market::MarketSpec;
 use bourse_snapshots::recovery::DataStores;
 use bourse_snapshots::runtime::AppliedBatch;
 use crossbeam_channel::{Receiver, Sender};
@@ -150,15 +155,26 @@ struct FeedCounters {
     offers: AtomicU64,
     /// The last offer dropped (0: none).
     last_dropped: AtomicU64,
-    /// The last sequence number offered.
+    /// The last sequence number offered (handed over, dropped, or passed by for want
+    /// of endpoints).
     offered_through: AtomicU64,
+    /// Registered endpoints; while none, the publisher hands over nothing.
+    endpoints: AtomicUsize,
+    /// Every market (id, spec) the renderer must know, in id order: those recovered
+    /// at start, then those added at run time, each before the batch that added it
+    /// is offered. Bounded by the engine's market table.
+    markets: Mutex<Vec<(MarketId, MarketSpec)>>,
+    /// `markets.len()`, read without the lock.
+    markets_known: AtomicUsize,
     limit: usize,
 }
 
 /// The publisher's handle: hands each applied batch to the webhook thread without
 /// ever blocking. When the thread has more than `queue_events_max` commands and
 /// events waiting, the batch is dropped instead, and its notifications are derived
-/// again from the journal.
+/// again from the journal. While no endpoint is registered a batch is only passed by:
+/// no send, no wake-up of the webhook thread, nothing owed (an endpoint registered
+/// later starts after it, as after any batch offered before it registered).
 #[derive(Clone, Debug)]
 pub struct Feed {
     tx: Sender<(u64, Arc<AppliedBatch>)>,
@@ -170,11 +186,27 @@ fn weight(batch: &AppliedBatch) -> usize {
 }
 
 impl Feed {
+    /// Tells the renderer of market `id`, added at run time with `spec`. The publisher
+    /// calls it (rarely: one call per market added) before it offers the batch that
+    /// added the market, so any notification derived from that batch on, live or
+    /// from the journal, can name the market.
+    pub fn market_added(&self, id: MarketId, spec: &MarketSpec) {
+        let mut markets = self.counters.markets.lock();
+        markets.push((id, spec.clone()));
+        self.counters.markets_known.store(markets.len(), Ordering::Release);
+    }
+
     pub fn offer(&self, batch: &Arc<AppliedBatch>) {
         let Some(last) = batch.items.last() else { return };
         let counters = &*self.counters;
+        // SeqCst with `Webhooks::register`, which raises `endpoints` before it reads
+        // `offered_through`: if this load sees no endpoint, the registration reads this
+        // batch's sequence number (or a later one) as where its endpoint starts.
+        counters.offered_through.store(last.seq.get(), Ordering::SeqCst);
+        if counters.endpoints.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let offer = counters.offers.fetch_add(1, Ordering::Relaxed) + 1;
-        counters.offered_through.store(last.seq.get(), Ordering::Release);
         let weight = weight(batch);
         if counters.queued.load(Ordering::Relaxed) + weight <= counters.limit {
             counters.queued.fetch_add(weight, Ordering::Relaxed);
@@ -246,11 +278,14 @@ impl Webhooks {
     /// Loads `<data_dir>/webhooks/` (the registry and the outbox, compacted), then
     /// starts the webhook thread and the delivery threads. `recovered_through` is the
     /// last sequence number recovery applied: notifications of commands up to it that
-    /// the outbox does not hold are derived from the journal first.
+    /// the outbox does not hold are derived from the journal first. `markets` are the
+    /// recovered engine's, in id order (those added at run time before the start
+    /// included); the publisher tells of later ones (`Feed::market_added`).
     pub fn start(
         data_dir: &Path,
         config: &WebhookConfig,
         engine: &EngineConfig,
+        markets: &[MarketSpec],
         stores: DataStores,
         metrics: Arc<Metrics>,
         recovered_through: u64,
@@ -286,6 +321,11 @@ impl Webhooks {
             offers: AtomicU64::new(0),
             last_dropped: AtomicU64::new(0),
             offered_through: AtomicU64::new(recovered_through),
+            endpoints: AtomicUsize::new(state.endpoints.len()),
+            markets: Mutex::new(
+                markets.iter().enumerate().map(|(index, spec)| (MarketId::new(index as u32), spec.clone())).collect(),
+            ),
+            markets_known: AtomicUsize::new(markets.len()),
             limit: config.queue_events_max,
         });
         let shared = Arc::new(Shared {
@@ -331,7 +371,16 @@ impl Webhooks {
                 break (id, secret);
             }
         };
-        let from_seq = state.derived_through.max(self.shared.feed.offered_through.load(Ordering::Acquire));
+        // Counted before `offered_through` is read (see `Feed::offer`); uncounted again
+        // if the registration fails.
+        let feed = &self.shared.feed;
+        feed.endpoints.store(state.endpoints.len() + 1, Ordering::SeqCst);
+        let from_seq = state.derived_through.max(feed.offered_through.load(Ordering::SeqCst));
+        if state.endpoints.is_empty() {
+            // Nothing was owed for the batches passed by with no endpoint: a restart
+            // need not replay them.
+            state.derived_through = from_seq;
+        }
         let record = EndpointRecord {
             id: id.clone(),
             account,
@@ -343,7 +392,10 @@ impl Webhooks {
         };
         let mut all: Vec<EndpointRecord> = state.endpoints.values().map(|endpoint| endpoint.record.clone()).collect();
         all.push(record.clone());
-        registry::save(&self.shared.registry_path, &all)?;
+        if let Err(error) = registry::save(&self.shared.registry_path, &all) {
+            feed.endpoints.store(state.endpoints.len(), Ordering::SeqCst);
+            return Err(error.into());
+        }
         // Bounds the journal replay after a crash even if nothing was derived yet.
         let marker = Record::Derived { seq: state.derived_through };
         if let Err(error) = state.outbox.append(&[marker]) {
@@ -399,6 +451,7 @@ impl Webhooks {
             state.endpoints.values().filter(|endpoint| endpoint.record.id != id).map(|e| e.record.clone()).collect();
         registry::save(&self.shared.registry_path, &rest)?;
         let endpoint = state.endpoints.remove(id).expect("checked above");
+        self.shared.feed.endpoints.store(state.endpoints.len(), Ordering::SeqCst);
         state.pending -= endpoint.queue.len();
         state.pending_bytes -= endpoint.queue.iter().map(pending_bytes).sum::<u64>();
         if let Some(ids) = state.by_account.get_mut(&account) {
@@ -639,9 +692,59 @@ mod tests {
                 offers: AtomicU64::new(0),
                 last_dropped: AtomicU64::new(0),
                 offered_through: AtomicU64::new(0),
+                endpoints: AtomicUsize::new(0),
+                markets: Mutex::new(Vec::new()),
+                markets_known: AtomicUsize::new(0),
                 limit: 1,
             }),
         }
+    }
+
+    /// A batch of commands `seqs` with no events.
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> Arc<AppliedBatch> {
+        let items = seqs
+            .map(|seq| bourse_snapshots::runtime::Applied {
+                seq: bourse_core::ids::Seq::new(seq),
+                timestamp: bourse_core::ids::Timestamp::from_nanos(seq),
+                token: 0,
+                kind: bourse_core::command::CommandKind::Tick,
+                events: 0..0,
+            })
+            .collect();
+        Arc::new(AppliedBatch { items, events: Vec::new(), apply_ns: 0 })
+    }
+
+    /// The publisher woke the webhook thread with every batch even when no endpoint
+    /// was registered; now such a batch is only passed by, and an endpoint registered
+    /// after it still starts right after it (as it did when every batch was handed
+    /// over), with nothing owed for the batches passed by.
+    #[test]
+    fn with_no_endpoint_a_batch_is_passed_by_and_an_endpoint_registered_after_it_starts_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = bourse_snapshots::datadir::open_data_dir(dir.path()).unwrap();
+        let engine = crate::config::ServerConfig::embedded().unwrap().engine;
+        let config = WebhookConfig { workers: 1, ..WebhookConfig::default() };
+        let metrics = Arc::new(Metrics::default());
+        let (webhooks, _) = Webhooks::start(dir.path(), &config, &engine, &[], stores, metrics, 0).unwrap();
+        let feed = webhooks.feed();
+        let offers = || feed.counters.offers.load(Ordering::Relaxed);
+        feed.offer(&batch(1..=3));
+        feed.offer(&batch(4..=5));
+        assert_eq!((offers(), feed.counters.offered_through.load(Ordering::Relaxed)), (0, 5), "nothing handed over");
+
+        let account = AccountId::new(1);
+        let registered = webhooks.register(account, "http://127.0.0.1:9/hook", None).unwrap();
+        assert_eq!(registered.record.from_seq, 5, "notifications of commands after 5");
+        assert_eq!(webhooks.shared.state.lock().derived_through, 5, "nothing owed before");
+        feed.offer(&batch(6..=6));
+        assert_eq!(offers(), 1, "handed over while an endpoint is registered");
+
+        assert!(webhooks.delete(account, &registered.record.id).unwrap());
+        feed.offer(&batch(7..=9));
+        assert_eq!((offers(), feed.counters.offered_through.load(Ordering::Relaxed)), (1, 9));
+        let again = webhooks.register(account, "http://127.0.0.1:9/hook", None).unwrap();
+        assert_eq!(again.record.from_seq, 9);
+        webhooks.shutdown();
     }
 
     #[test]

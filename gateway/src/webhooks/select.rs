@@ -6,9 +6,11 @@
 //! shows it to an operator, so a new event rendered there needs nothing more here.
 
 use bourse_core::Engine;
+use bourse_core::book::MarketId;
 use bourse_core::config::Config as EngineConfig;
 use bourse_core::event::Event;
 use bourse_core::ids::{AccountId, Seq, Timestamp};
+use bourse_core::market::MarketSpec;
 use serde::Serialize;
 use smallvec::SmallVec;
 
@@ -85,9 +87,11 @@ struct Payload<'a> {
     data: EventOut<'a>,
 }
 
-/// Renders notification bodies with the configuration's assets (the same decimal
-/// formatting as replies and pushes). It holds an empty read model of the
-/// configuration: payments name assets only, and assets never change at run time.
+/// Renders notification bodies with the configuration's assets and the markets (the
+/// same decimal formatting and market symbols as replies and pushes). It holds an
+/// empty read model of the configuration (assets never change at run time), told of
+/// each market added at run time (`learn_market`), which a cross-border payment's
+/// route may name.
 #[derive(Debug)]
 pub struct Renderer {
     view: ReadModel,
@@ -96,6 +100,12 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(config: &EngineConfig) -> Self {
         Self { view: ReadModel::from_engine(&Engine::new(config)) }
+    }
+
+    /// Knows market `id` from now on (one it knows already changes nothing; ids come
+    /// in order).
+    pub fn learn_market(&mut self, id: MarketId, spec: &MarketSpec) {
+        self.view.learn_market(id, spec);
     }
 
     /// The body of notification `id` of `kind` for `account`; `None` when the event
@@ -207,6 +217,52 @@ mod tests {
             body,
             r#"{"id":"evt_42_5_4","type":"crossborder.completed","created":"1970-01-01T00:00:01.500000000Z","account":4,"seq":42,"data":{"type":"cross_border_paid","payment":11,"payer":3,"payee":4,"from":"EUR","to":"JPY","send":"1000.00","receive":"179964","rate":"179.964","route":["EUR-USD","USD-JPY"],"surplus":"0.00","quote":2}}"#
         );
+    }
+
+    #[test]
+    fn a_route_names_the_markets_the_renderer_was_told_of() {
+        use bourse_core::book::Qty;
+        use bourse_core::market::FeeSchedule;
+        use bourse_core::route::Route;
+
+        let config = crate::config::ServerConfig::embedded().unwrap().engine;
+        let (gbp, jpy) = (config.assets().find("GBP").unwrap().0, config.assets().find("JPY").unwrap().0);
+        let added = MarketId::new(config.markets().len() as u32);
+        let spec = MarketSpec {
+            base: gbp,
+            quote: jpy,
+            lot: 10_000,
+            tick: 1,
+            qty_min: Qty::new(1).unwrap(),
+            qty_max: Qty::new(1_000).unwrap(),
+            fees: FeeSchedule::free(),
+        };
+        let paid = |market: MarketId| Event::CrossBorderPaid {
+            payment: PaymentId::new(1),
+            payer: AccountId::new(1),
+            payee: AccountId::new(2),
+            from: gbp,
+            to: jpy,
+            send: amount(10_000),
+            receive: amount(19_000),
+            route: Route::new(&[market]).unwrap(),
+            surplus: Amount::ZERO,
+            quote: None,
+        };
+        let route = |renderer: &Renderer, market: MarketId| {
+            let (seq, at) = (Seq::new(9), Timestamp::from_nanos(1));
+            let body = renderer.body("evt_9_0_2", CROSSBORDER_COMPLETED, AccountId::new(2), seq, at, &paid(market));
+            let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
+            body["data"]["route"].clone()
+        };
+        let mut renderer = Renderer::new(&config);
+        assert_eq!(route(&renderer, added), serde_json::json!(["?"]), "the configuration's markets only");
+        renderer.learn_market(MarketId::new(added.get() + 1), &spec);
+        assert_eq!(route(&renderer, added), serde_json::json!(["?"]), "ids come in order: a gap is not learnt");
+        renderer.learn_market(added, &spec);
+        assert_eq!(route(&renderer, added), serde_json::json!(["GBP-JPY"]));
+        renderer.learn_market(MarketId::new(0), &spec);
+        assert_eq!(route(&renderer, MarketId::new(0)), serde_json::json!(["BTC-USD"]), "a known market stays");
     }
 
     #[test]
