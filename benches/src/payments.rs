@@ -11,7 +11,11 @@
 //! - **Setup** (applied before each pass, never timed): `OpenAccount` for accounts
 //!   0..N (KYC tier 1), then one `Deposit` of 1,000,000.00 USD and one of
 //!   1,000,000.00 EUR into each account, in account order. Every account ends with
-//!   two assets.
+//!   two assets. With `--rules`, then `PublishRules` and `ActivateRules` of
+//!   `workload::RULES_TOML` for everyone: every payment is checked against a single
+//!   payment limit, the daily outflow, a review threshold and blocked lists, none of
+//!   which it reaches, so the stream and its predictions are the same; results are
+//!   named `…-rules`.
 //! - **Stream** (`--commands` C, default 1,000,000; generated in full before any
 //!   timing): at each position, if an authorization's completion is due, it is
 //!   emitted; otherwise a new payment is:
@@ -104,6 +108,10 @@ pub(crate) struct Args {
     /// run is paired with one without prefetching, interleaved, and both are reported.
     #[arg(long, default_value_t = 8)]
     prefetch_distance: usize,
+    /// Put a rule set in effect for every account before the stream (limits no payment
+    /// reaches: the cost of checking them).
+    #[arg(long)]
+    rules: bool,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
@@ -120,6 +128,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             hot_percent: args.hot_percent,
             two_phase_percent: args.two_phase_percent,
             seed: args.seed,
+            rules: args.rules,
         };
         check_shape(&shape)?;
         results.push(measure(&config, shape, args.runs, args.prefetch_distance, &clock)?);
@@ -198,7 +207,8 @@ fn measure(
 fn prepared_engine(config: &Config, workload: &Workload) -> anyhow::Result<Engine> {
     let mut engine = Engine::with_capacity(config, capacity(&workload.shape));
     let mut events = Vec::with_capacity(EVENTS_CAPACITY);
-    for command in workload::setup_commands(workload.shape.accounts) {
+    let setup = workload::setup_commands(workload.shape.accounts).chain(workload::rules_commands(workload.shape));
+    for command in setup {
         events.clear();
         engine.apply(&command, &mut events);
         let rejected = events.iter().find(|event| matches!(event, Event::Rejected { .. }));
@@ -330,7 +340,7 @@ fn result(
     rates.sort_by(f64::total_cmp);
     let rate_median = median(&rates);
     let elapsed_median = Duration::from_secs_f64(shape.commands as f64 / rate_median);
-    let name = format!("payments/{}-accounts", shape.accounts);
+    let name = format!("payments/{}-accounts{}", shape.accounts, if shape.rules { "-rules" } else { "" });
     let mut result = BenchResult::new(name, commands, elapsed_median, &latency.histogram);
     let allocations = throughput.iter().map(|run| run.allocations).max_by_key(|delta| delta.bytes_allocated);
     let allocations = allocations.unwrap_or_default();
@@ -341,6 +351,7 @@ fn result(
         .extra("hot_percent", Extra::Count(u64::from(shape.hot_percent)))
         .extra("two_phase_percent", Extra::Count(u64::from(shape.two_phase_percent)))
         .extra("seed", Extra::Count(shape.seed))
+        .extra("rules", Extra::Count(u64::from(shape.rules)))
         .extra("runs", Extra::Count(throughput.len() as u64))
         .extra("ops_per_sec_min", Extra::Ratio(rates[0]))
         .extra("ops_per_sec_max", Extra::Ratio(rates[rates.len() - 1]))
@@ -406,13 +417,36 @@ mod tests {
     use super::*;
 
     fn shape(seed: u64) -> Shape {
-        Shape { accounts: 50, commands: 20_000, hot_accounts: 3, hot_percent: 50, two_phase_percent: 50, seed }
+        Shape {
+            accounts: 50,
+            commands: 20_000,
+            hot_accounts: 3,
+            hot_percent: 50,
+            two_phase_percent: 50,
+            seed,
+            rules: false,
+        }
     }
 
     #[test]
     fn engine_agrees_with_the_workload_prediction_and_is_deterministic() {
+        agrees_and_is_deterministic(shape(7));
+    }
+
+    /// The rules of `--rules` refuse and hold nothing: the same predictions stand.
+    #[test]
+    fn with_rules_in_effect_the_engine_still_agrees() {
+        agrees_and_is_deterministic(Shape { rules: true, ..shape(7) });
         let config = Config::from_toml_str(workload::CONFIG_TOML).unwrap();
-        let workload = Workload::generate(shape(7));
+        let engine =
+            prepared_engine(&config, &Workload::generate(Shape { rules: true, commands: 1, ..shape(7) })).unwrap();
+        let in_effect = engine.rule_version_of(bourse_core::ids::AccountId::new(0));
+        assert_eq!(in_effect, bourse_core::ids::RuleVersion::new(1), "the rule set decides for every account");
+    }
+
+    fn agrees_and_is_deterministic(shape: Shape) {
+        let config = Config::from_toml_str(workload::CONFIG_TOML).unwrap();
+        let workload = Workload::generate(shape);
         // Prefetching is a hint: with and without it the engine ends in the same state.
         let throughput = run_throughput(&config, &workload, true, 8).unwrap();
         let plain = run_throughput(&config, &workload, false, 0).unwrap();

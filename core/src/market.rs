@@ -112,8 +112,9 @@ impl MarketSpec {
 
     /// Quote minor units of `qty` lots at `price`; `None` past `limits::AMOUNT_MAX`.
     pub fn quote_amount(&self, price: Price, qty: Qty) -> Option<Amount> {
-        let product = u128::from(price.ticks()) * u128::from(qty.lots()) * u128::from(self.tick);
-        Amount::new(u64::try_from(product).ok()?)
+        // In 64 bits: `tick` is at least 1, so the partial product overflows only if
+        // the whole one does.
+        Amount::new(price.ticks().checked_mul(qty.lots())?.checked_mul(self.tick)?)
     }
 
     /// What a buy of `qty` lots at `price` reserves: the quote amount plus the highest
@@ -306,6 +307,25 @@ mod tests {
         // 0.5 BTC at 65000 USD = 32500 USD.
         let notional = market.quote_amount(Price::new(650).unwrap(), Qty::new(5_000).unwrap()).unwrap();
         assert_eq!(notional.minor_units(), 3_250_000);
+    }
+
+    /// The quote amount is the exact product, and `None` exactly when that is past
+    /// `AMOUNT_MAX`, whichever factor is large (it is computed in 64 bits).
+    #[test]
+    fn quote_amounts_are_exact_up_to_the_amount_bound() {
+        let (_, market) = world();
+        let (price_max, lots_max) = (crate::limits::PRICE_TICKS_MAX, QTY_LOTS_MAX);
+        let prices = [1, 2, 650, (1 << 15) + 1, 1 << 32, price_max - 1, price_max];
+        let lots = [0, 1, 3, 5_000, (1 << 15) - 1, 1 << 33, lots_max];
+        for tick in [1, 2, 100, (1 << 16) + 3, 1 << 40, u64::MAX / 2, u64::MAX] {
+            let spec = MarketSpec { tick, ..market.clone() };
+            for (&price, &lots) in prices.iter().flat_map(|price| lots.iter().map(move |lots| (price, lots))) {
+                let product = (u128::from(price) * u128::from(lots)).checked_mul(u128::from(tick));
+                let exact = product.and_then(|product| u64::try_from(product).ok()).and_then(Amount::new);
+                let computed = spec.quote_amount(Price::new(price).unwrap(), Qty::new(lots).unwrap());
+                assert_eq!(computed, exact, "{price} ticks × {lots} lots × {tick}");
+            }
+        }
     }
 
     #[test]

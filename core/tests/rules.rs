@@ -2,7 +2,9 @@
 //! (rejected, naming the rule and the version), review holds (approve, reject, their
 //! balances, events and idempotency), rule versions (publish, validation, activation,
 //! rollout by share, rollback, history), counters by command time (the UTC day, the
-//! 60-second window), and replay determinism (two engines; export and rebuild midway).
+//! 60-second window), replay determinism (two engines; export and rebuild midway), and
+//! a property test whose every payment's rule decision is checked against a naive
+//! reference model (`random::Reference`).
 //!
 //! Every command goes through `Bench::apply_at`, which after each step runs
 //! `Engine::check_invariants` (conservation; every hold equal to what authorizations,
@@ -979,73 +981,128 @@ fn the_state_hash_covers_rules_counters_and_holds() {
 }
 
 // ---------------------------------------------------------------------------------
-// Property: random rule sets and commands never break conservation or panic.
+// Property: random rule sets and commands never break conservation or panic, and
+// every rule decision on a payment is the one a naive reference model predicts.
 // ---------------------------------------------------------------------------------
 
 mod random {
     use bourse_core::command::{CrossBorderAmount, ExecuteQuote, PayCrossBorder, QuotePayment, RateLimit};
+    use std::collections::BTreeMap;
+
     use bourse_core::ids::QuoteId;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     use super::*;
 
     const ACCOUNTS: u32 = 6;
 
-    /// A rule set's TOML: random limits for a few tiers and one account, small enough
-    /// to be met.
-    fn rule_set() -> impl Strategy<Value = String> {
+    /// One tier's or one account's limits as generated: USD amounts in cents.
+    #[derive(Clone, Debug)]
+    struct Limits {
+        notional: Option<u64>,
+        single: Option<u64>,
+        daily: Option<u64>,
+        review: Option<u64>,
+        open: Option<u32>,
+        per_minute: Option<u32>,
+        blocked: Vec<u32>,
+    }
+
+    /// A generated rule set: the global blocked list, limits for a few distinct tiers
+    /// and for at most one account.
+    #[derive(Clone, Debug)]
+    struct Rules {
+        blocked: Vec<u32>,
+        tiers: Vec<(u8, Limits)>,
+        account: Option<(u32, Limits)>,
+    }
+
+    /// Random limits for a few tiers and one account, small enough to be met.
+    fn rule_set() -> impl Strategy<Value = Rules> {
         let amount = || prop::option::of(0..8_000_u64);
         let review = prop::option::weighted(0.8, 0..3_000_u64);
         let blocked = || prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(0..ACCOUNTS + 1, 1..2)];
         let limits =
-            (amount(), amount(), amount(), review, prop::option::of(0..4_u32), prop::option::of(0..4_u32), blocked());
+            (amount(), amount(), amount(), review, prop::option::of(0..4_u32), prop::option::of(0..4_u32), blocked())
+                .prop_map(|(notional, single, daily, review, open, per_minute, blocked)| Limits {
+                    notional,
+                    single,
+                    daily,
+                    review,
+                    open,
+                    per_minute,
+                    blocked,
+                });
         let scope = (0..4_u8, limits.clone());
         (blocked(), prop::collection::vec(scope, 1..4), prop::option::of((0..ACCOUNTS, limits))).prop_map(
-            |(blocked, tiers, account)| {
-                let list = |ids: &[u32]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-                let section = |text: &mut String,
-                               (notional, single, daily, review, open, per_minute, blocked): (
-                    Option<u64>,
-                    Option<u64>,
-                    Option<u64>,
-                    Option<u64>,
-                    Option<u32>,
-                    Option<u32>,
-                    Vec<u32>,
-                )| {
-                    for (name, value) in [
-                        ("max_order_notional", notional),
-                        ("max_single_payment", single),
-                        ("daily_outflow", daily),
-                        ("review_threshold", review),
-                    ] {
-                        if let Some(cents) = value {
-                            text.push_str(&format!("{name} = {{ USD = \"{}.{:02}\" }}\n", cents / 100, cents % 100));
-                        }
-                    }
-                    for (name, value) in [("max_open_orders", open), ("payments_per_minute", per_minute)] {
-                        if let Some(value) = value {
-                            text.push_str(&format!("{name} = {value}\n"));
-                        }
-                    }
-                    text.push_str(&format!("blocked_counterparties = [{}]\n", list(&blocked)));
-                };
-                let mut text = format!("blocked_counterparties = [{}]\n", list(&blocked));
+            |(blocked, mut tiers, account)| {
                 let mut seen = Vec::new();
-                for (tier, limits) in tiers {
-                    if !seen.contains(&tier) {
-                        seen.push(tier);
-                        text.push_str(&format!("[tiers.{tier}]\n"));
-                        section(&mut text, limits);
+                tiers.retain(|(tier, _)| {
+                    if seen.contains(tier) {
+                        false
+                    } else {
+                        seen.push(*tier);
+                        true
                     }
-                }
-                if let Some((account, limits)) = account {
-                    text.push_str(&format!("[accounts.{account}]\n"));
-                    section(&mut text, limits);
-                }
-                text
+                });
+                Rules { blocked, tiers, account }
             },
         )
+    }
+
+    impl Rules {
+        /// The rule set as TOML (the format of `bourse_core::rules`).
+        fn toml(&self) -> String {
+            let list = |ids: &[u32]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let section = |text: &mut String, limits: &Limits| {
+                for (name, value) in [
+                    ("max_order_notional", limits.notional),
+                    ("max_single_payment", limits.single),
+                    ("daily_outflow", limits.daily),
+                    ("review_threshold", limits.review),
+                ] {
+                    if let Some(cents) = value {
+                        text.push_str(&format!("{name} = {{ USD = \"{}.{:02}\" }}\n", cents / 100, cents % 100));
+                    }
+                }
+                for (name, value) in [("max_open_orders", limits.open), ("payments_per_minute", limits.per_minute)] {
+                    if let Some(value) = value {
+                        text.push_str(&format!("{name} = {value}\n"));
+                    }
+                }
+                text.push_str(&format!("blocked_counterparties = [{}]\n", list(&limits.blocked)));
+            };
+            let mut text = format!("blocked_counterparties = [{}]\n", list(&self.blocked));
+            for (tier, limits) in &self.tiers {
+                text.push_str(&format!("[tiers.{tier}]\n"));
+                section(&mut text, limits);
+            }
+            if let Some((account, limits)) = &self.account {
+                text.push_str(&format!("[accounts.{account}]\n"));
+                section(&mut text, limits);
+            }
+            text
+        }
+
+        /// A field of the limits of `account` at `tier`, read the naive way: its own
+        /// value if its own limits set one, else that of the nearest listed tier at or
+        /// below `tier`, else none.
+        fn limit<T: Copy>(&self, account: u32, tier: u8, field: impl Fn(&Limits) -> Option<T>) -> Option<T> {
+            let own = self.account.as_ref().filter(|(id, _)| *id == account).and_then(|(_, limits)| field(limits));
+            let tier = self.tiers.iter().filter(|(listed, _)| *listed <= tier).max_by_key(|(listed, _)| *listed);
+            own.or_else(|| tier.and_then(|(_, limits)| field(limits)))
+        }
+
+        /// Whether `account` at `tier` may not deal with `other`: global, tier and own
+        /// lists together.
+        fn blocks(&self, account: u32, tier: u8, other: u32) -> bool {
+            let tier = self.tiers.iter().filter(|(listed, _)| *listed <= tier).max_by_key(|(listed, _)| *listed);
+            let own = self.account.as_ref().filter(|(id, _)| *id == account);
+            self.blocked.contains(&other)
+                || tier.is_some_and(|(_, limits)| limits.blocked.contains(&other))
+                || own.is_some_and(|(_, limits)| limits.blocked.contains(&other))
+        }
     }
 
     #[derive(Clone, Debug)]
@@ -1097,13 +1154,7 @@ mod random {
         ]
     }
 
-    fn command(
-        step: &Step,
-        rule_sets: &[String],
-        quotes: &[(QuoteId, AccountId)],
-        key: IdempotencyKey,
-        now: u64,
-    ) -> Option<Command> {
+    fn command(step: &Step, rule_sets: &[Rules], quotes: &[Issued], key: IdempotencyKey, now: u64) -> Option<Command> {
         let id = AccountId::new;
         let command = match *step {
             Step::Transfer(by, to, cents) => {
@@ -1181,13 +1232,13 @@ mod random {
                 ttl: None,
             }),
             Step::Execute(choice, own) => {
-                let (quote, payer) = *quotes.get(choice as usize % quotes.len().max(1))?;
+                let Issued { quote, payer, .. } = *quotes.get(choice as usize % quotes.len().max(1))?;
                 let by = if own { payer } else { id((payer.get() + 1) % ACCOUNTS) };
                 Command::ExecuteQuote(ExecuteQuote { by, key, quote })
             }
-            Step::Publish(index) => {
-                Command::PublishRules(PublishRules { rules: RuleSet::from_toml_str(rule_sets.get(index)?).unwrap() })
-            }
+            Step::Publish(index) => Command::PublishRules(PublishRules {
+                rules: RuleSet::from_toml_str(&rule_sets.get(index)?.toml()).unwrap(),
+            }),
             Step::Activate(number, share_bps) => {
                 Command::ActivateRules(ActivateRules { version: version(number), share_bps })
             }
@@ -1205,7 +1256,7 @@ mod random {
     /// Accounts at tiers 0 to 3 with 2,000.00 USD and 0.5 BTC each, depth in the book
     /// for cross-border payments (the last account asks 1.00 USD per lot for 2,000
     /// lots and bids 0.90 for 1,000), and the first rule set in effect for everyone.
-    fn setup(rules: &str) -> Bench {
+    fn setup(rules: &Rules) -> Bench {
         let mut bench = Bench::new();
         for tier in 0..ACCOUNTS {
             let account = bench.open((tier % 4) as u8);
@@ -1215,19 +1266,307 @@ mod random {
         let maker = AccountId::new(ACCOUNTS - 1);
         assert!(accepted(&bench.place(limit(maker, Side::Sell, 100, 2_000))));
         assert!(accepted(&bench.place(limit(maker, Side::Buy, 90, 1_000))));
-        bench.rules(rules);
+        bench.rules(&rules.toml());
         bench
+    }
+
+    /// A quote issued in the run.
+    #[derive(Clone, Copy, Debug)]
+    struct Issued {
+        quote: QuoteId,
+        payer: AccountId,
+        payee: AccountId,
+        from: AssetId,
+    }
+
+    /// What a command asks the rules, if anything: a payment by `payer` to `payees` in
+    /// `asset` (of `amount`, or for a cross-border payment what it sends), or a quote,
+    /// which only a blocked counterparty refuses.
+    #[derive(Clone, Debug)]
+    struct Asked {
+        kind: CommandKind,
+        payer: u32,
+        payees: Vec<u32>,
+        asset: AssetId,
+        amount: Option<u64>,
+        quote_only: bool,
+    }
+
+    /// What the rules decide about a command that passed every other check.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Verdict {
+        Pass,
+        Violated(AccountId, RuleKind, RuleVersion),
+        Review(RuleVersion),
+    }
+
+    /// A naive model of rule enforcement, written from the documentation of
+    /// `bourse_core::rules` and `engine::risk`, not from the engine's code: which version
+    /// decides for an account (the base, or the rollout below its share of buckets),
+    /// an account's limits at its tier, and every payment made or held, kept in full
+    /// with its command time and amount, the window and the day counted by scanning
+    /// them.
+    #[derive(Debug)]
+    struct Reference {
+        /// Version `v` is at index `v - 1`.
+        versions: Vec<Rules>,
+        /// 0: none.
+        base: u32,
+        rollout: Option<(u32, u16)>,
+        tiers: Vec<u8>,
+        /// (account, command time) of every payment made or held.
+        payments: Vec<(u32, u64)>,
+        /// What left each (account, asset) on each UTC day, review give-backs taken off.
+        outflow: BTreeMap<(u32, AssetId, u64), u64>,
+        /// The pending holds: payer, asset, amount, UTC day held.
+        holds: BTreeMap<HoldId, (u32, AssetId, u64, u64)>,
+    }
+
+    fn day(at: u64) -> u64 {
+        at / NANOS_PER_DAY
+    }
+
+    impl Reference {
+        /// The state `setup` leaves: `first` fully active, no payment yet.
+        fn new(first: &Rules, bench: &Bench) -> Self {
+            let tiers = (0..ACCOUNTS)
+                .map(|account| bench.engine.account(AccountId::new(account)).unwrap().kyc_tier().get())
+                .collect();
+            Self {
+                versions: vec![first.clone()],
+                base: 1,
+                rollout: None,
+                tiers,
+                payments: Vec::new(),
+                outflow: BTreeMap::new(),
+                holds: BTreeMap::new(),
+            }
+        }
+
+        /// The version in effect for `account` (0: none).
+        fn version_of(&self, account: u32) -> u32 {
+            match self.rollout {
+                Some((version, share_bps)) if rollout_bucket(AccountId::new(account)) < share_bps => version,
+                _ => self.base,
+            }
+        }
+
+        fn rules_of(&self, account: u32) -> Option<(u32, &Rules)> {
+            let version = self.version_of(account);
+            (version != 0).then(|| (version, &self.versions[version as usize - 1]))
+        }
+
+        /// The rules' decision on `asked`, of `amount`, at `now`: blocked counterparties
+        /// both ways, payee by payee; then the payer's single payment, payments per
+        /// minute, daily outflow and review threshold (USD amounts only).
+        fn verdict(&self, asked: &Asked, amount: u64, now: u64) -> Verdict {
+            let payer = asked.payer;
+            let violated = |account: u32, rule, version: u32| {
+                Verdict::Violated(AccountId::new(account), rule, RuleVersion::new(version))
+            };
+            let tier = |account: u32| self.tiers[account as usize];
+            for &payee in &asked.payees {
+                for (account, other) in [(payer, payee), (payee, payer)] {
+                    if let Some((version, rules)) = self.rules_of(account)
+                        && rules.blocks(account, tier(account), other)
+                    {
+                        return violated(account, RuleKind::BlockedCounterparty, version);
+                    }
+                }
+            }
+            let Some((version, rules)) = self.rules_of(payer).filter(|_| !asked.quote_only) else {
+                return Verdict::Pass;
+            };
+            let usd = |field: fn(&Limits) -> Option<u64>| {
+                if asked.asset == USD { rules.limit(payer, tier(payer), field) } else { None }
+            };
+            if usd(|limits| limits.single).is_some_and(|max| amount > max) {
+                return violated(payer, RuleKind::MaxSinglePayment, version);
+            }
+            if let Some(max) = rules.limit(payer, tier(payer), |limits| limits.per_minute) {
+                let window = self.payments.iter().filter(|&&(account, at)| account == payer && at + 60 * SECOND > now);
+                if window.count() >= max as usize {
+                    return violated(payer, RuleKind::PaymentsPerMinute, version);
+                }
+            }
+            let today = self.outflow.get(&(payer, asked.asset, day(now))).copied().unwrap_or(0);
+            if usd(|limits| limits.daily).is_some_and(|max| today + amount > max) {
+                return violated(payer, RuleKind::DailyOutflow, version);
+            }
+            if usd(|limits| limits.review).is_some_and(|threshold| amount > threshold) {
+                return Verdict::Review(RuleVersion::new(version));
+            }
+            Verdict::Pass
+        }
+
+        fn record(&mut self, payer: u32, asset: AssetId, amount: u64, now: u64) {
+            self.payments.push((payer, now));
+            *self.outflow.entry((payer, asset, day(now))).or_default() += amount;
+        }
+
+        fn give_back(&mut self, (payer, asset, _, day): (u32, AssetId, u64, u64), amount: u64) {
+            let total = self.outflow.get_mut(&(payer, asset, day)).expect("held on that day");
+            *total = total.checked_sub(amount).expect("gives back no more than was counted");
+        }
+
+        /// Checks the engine's `events` for the command `asked` against the verdict, given
+        /// the events of the same command with no rules in effect (`plain`); counts the
+        /// payment if it was made or held.
+        fn check(&mut self, asked: &Asked, plain: &[Event], events: &[Event], now: u64) -> Result<(), TestCaseError> {
+            let kind = asked.kind;
+            let refused = |account, rule, version| {
+                vec![
+                    Event::RuleViolated { kind, account, rule, version },
+                    Event::Rejected { kind, reason: RejectReason::RuleViolation },
+                ]
+            };
+            let passed_other_checks = !plain.iter().any(|event| matches!(event, Event::Rejected { .. }));
+            if asked.quote_only {
+                // A quote's counterparties are asked before routing: a quote refused
+                // without rules may still be refused by them first.
+                match self.verdict(asked, 0, now) {
+                    Verdict::Violated(account, rule, version) if passed_other_checks || events != plain => {
+                        prop_assert_eq!(events, &refused(account, rule, version)[..]);
+                    }
+                    _ => prop_assert_eq!(events, plain),
+                }
+                return Ok(());
+            }
+            if !passed_other_checks {
+                prop_assert_eq!(events, plain, "refused before the rules are asked");
+                return Ok(());
+            }
+            let sent = plain.iter().find_map(|event| match event {
+                Event::CrossBorderPaid { send, .. } => Some(send.minor_units()),
+                _ => None,
+            });
+            let amount = asked.amount.or(sent).expect("a cross-border payment made without rules sends");
+            match self.verdict(asked, amount, now) {
+                Verdict::Pass => {
+                    prop_assert_eq!(events, plain, "the rules let it through");
+                    self.record(asked.payer, asked.asset, amount, now);
+                }
+                Verdict::Violated(account, rule, version) => {
+                    prop_assert_eq!(events, &refused(account, rule, version)[..]);
+                }
+                Verdict::Review(version) => match *events {
+                    [Event::HeldForReview { hold, payer, asset, amount: held, rule, version: by, .. }, ..]
+                        if rule == RuleKind::ReviewThreshold
+                            && by == version
+                            && payer.get() == asked.payer
+                            && asset == asked.asset =>
+                    {
+                        self.record(asked.payer, asset, held.minor_units(), now);
+                        self.holds.insert(hold, (asked.payer, asset, held.minor_units(), day(now)));
+                    }
+                    _ => prop_assert!(false, "expected a hold for review by version {}: {:?}", version.get(), events),
+                },
+            }
+            Ok(())
+        }
+
+        /// Follows what `events` change for the rules: versions published (`published`
+        /// is the rule set of a `Publish` step), activated, rolled back; tiers; review
+        /// decisions, which give back what a hold counted and did not send.
+        fn follow(&mut self, events: &[Event], published: Option<&Rules>) {
+            for event in events {
+                match *event {
+                    Event::RulesPublished { version } => {
+                        self.versions.push(published.expect("a publish step").clone());
+                        assert_eq!(version.get() as usize, self.versions.len());
+                    }
+                    Event::RulesActivated { share_bps: 0, .. } => self.rollout = None,
+                    Event::RulesActivated { version, share_bps: 10_000 } => {
+                        (self.base, self.rollout) = (version.get(), None);
+                    }
+                    Event::RulesActivated { version, share_bps } => self.rollout = Some((version.get(), share_bps)),
+                    Event::RulesRolledBack { to, .. } => (self.base, self.rollout) = (to.get(), None),
+                    Event::KycTierChanged { account, kyc_tier } => self.tiers[account.get() as usize] = kyc_tier.get(),
+                    Event::ReviewRejected { hold, .. } => {
+                        let held = self.holds.remove(&hold).expect("a pending hold");
+                        self.give_back(held, held.2);
+                    }
+                    Event::ReviewApproved { hold, .. } => {
+                        let held = self.holds.remove(&hold).expect("a pending hold");
+                        let sent = events.iter().find_map(|event| match event {
+                            Event::CrossBorderPaid { send, .. } => Some(send.minor_units()),
+                            _ => None,
+                        });
+                        if let Some(sent) = sent {
+                            self.give_back(held, held.2 - sent);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// What `command` asks the rules, if anything.
+    fn asked(command: &Command, quotes: &[Issued]) -> Option<Asked> {
+        let payment = |kind, payer: AccountId, payees: &[AccountId], asset, amount: Option<Amount>| Asked {
+            kind,
+            payer: payer.get(),
+            payees: payees.iter().map(|payee| payee.get()).collect(),
+            asset,
+            amount: amount.map(Amount::minor_units),
+            quote_only: false,
+        };
+        Some(match command {
+            Command::Transfer(t) => payment(CommandKind::Transfer, t.by, &[t.to], t.asset, Some(t.amount)),
+            Command::Withdraw(w) => payment(CommandKind::Withdraw, w.account, &[], w.asset, Some(w.amount)),
+            Command::Authorize(a) => payment(CommandKind::Authorize, a.by, &[a.payee], a.asset, Some(a.amount)),
+            Command::SplitPayment(split) => {
+                let payees: Vec<AccountId> = split.legs.iter().map(|leg| leg.payee).collect();
+                let total = split.legs.iter().map(|leg| leg.amount.minor_units()).sum();
+                payment(CommandKind::SplitPayment, split.by, &payees, split.asset, Some(amount(total)))
+            }
+            Command::PayCrossBorder(pay) => payment(CommandKind::PayCrossBorder, pay.by, &[pay.payee], pay.from, None),
+            Command::ExecuteQuote(execute) => {
+                let issued = quotes.iter().find(|issued| issued.quote == execute.quote)?;
+                payment(CommandKind::ExecuteQuote, issued.payer, &[issued.payee], issued.from, None)
+            }
+            Command::QuotePayment(quote) => Asked {
+                quote_only: true,
+                ..payment(CommandKind::QuotePayment, quote.by, &[quote.payee], quote.from, None)
+            },
+            _ => return None,
+        })
+    }
+
+    /// The events of `command` applied to a copy of the engine with no rules in
+    /// effect (rolled back to none first), at the same command time: whether it passes
+    /// every other check and, for a cross-border payment, what it sends.
+    fn without_rules(bench: &Bench, command: &Command) -> Vec<Event> {
+        let mut engine = bench.engine.clone();
+        let at = Timestamp::from_nanos(bench.now);
+        let mut seq = bench.seq;
+        let mut apply = |engine: &mut Engine, command: Command| {
+            seq += 1;
+            let mut events = Vec::new();
+            engine.apply(&SequencedCommand { seq: Seq::new(seq), timestamp: at, command }, &mut events);
+            events
+        };
+        if engine.rules_in_effect() != (RuleVersion::NONE, None) {
+            let events = apply(&mut engine, Command::RollbackRules(RollbackRules { to_version: RuleVersion::NONE }));
+            assert!(matches!(events[..], [Event::RulesRolledBack { .. }]), "{events:?}");
+        }
+        apply(&mut engine, command.clone())
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+        /// Every invariant after every step, replay to the same state, and every rule
+        /// decision on a payment (and a quote's blocked counterparty) as the naive
+        /// `Reference` predicts it.
         #[test]
         fn random_rules_and_commands_keep_every_invariant(
             rule_sets in prop::collection::vec(rule_set(), 1..4),
             steps in prop::collection::vec(step(), 1..160),
         ) {
             let mut bench = setup(&rule_sets[0]);
+            let mut reference = Reference::new(&rule_sets[0], &bench);
             let mut commands = Vec::new();
             let mut quotes = Vec::new();
             for step in &steps {
@@ -1237,8 +1576,18 @@ mod random {
                 let key = bench.key();
                 if let Some(command) = command(step, &rule_sets, &quotes, key, bench.now) {
                     commands.push((bench.now, command.clone()));
+                    let asked = asked(&command, &quotes);
+                    let plain = asked.as_ref().map(|_| without_rules(&bench, &command));
                     // Invariants and the rebuild are checked inside, after every step.
                     let events = bench.apply(command);
+                    if let (Some(asked), Some(plain)) = (asked, plain) {
+                        reference.check(&asked, &plain, &events, bench.now)?;
+                    }
+                    let published = match step {
+                        Step::Publish(index) => rule_sets.get(*index),
+                        _ => None,
+                    };
+                    reference.follow(&events, published);
                     for event in &events {
                         if let Event::RuleViolated { version, .. } | Event::HeldForReview { version, .. } = event {
                             prop_assert!(version.get() >= 1 && version.get() <= bench.engine.rule_versions());
@@ -1248,8 +1597,8 @@ mod random {
                         if let Event::HeldForReview { kind: CommandKind::PayCrossBorder | CommandKind::ExecuteQuote, asset, .. } = event {
                             prop_assert_eq!(*asset, USD);
                         }
-                        if let Event::Quoted { quote, payer, .. } = event {
-                            quotes.push((*quote, *payer));
+                        if let Event::Quoted { quote, payer, payee, from, .. } = *event {
+                            quotes.push(Issued { quote, payer, payee, from });
                         }
                     }
                 }

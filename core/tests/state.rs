@@ -148,3 +148,39 @@ fn depth_on_request_matches_the_book_and_its_sequence() {
     assert!(bid.zip(ask).is_none_or(|(bid, ask)| bid < ask));
     assert!(engine.depth(MarketId::new(9), 3).is_none());
 }
+
+/// Pins the state hash's values, with and without rules: snapshot headers and
+/// journal checkpoints record them, so changing what is hashed (hashing the rules'
+/// empty section for an engine that never saw a rule set, say) would make every
+/// recorded state fail to verify. Change them only with a new hash version.
+#[test]
+fn the_state_hash_values_are_pinned() {
+    let config = Config::from_toml_str(CONFIG).unwrap();
+    let mut engine = Engine::new(&config);
+    let mut commands = commands();
+    for (index, command) in commands.iter().enumerate() {
+        apply(&mut engine, index as u64 + 1, command);
+    }
+    assert_eq!(engine.state_hash().to_string(), "98c2ca0c72579ae8c58d184c86951b1d");
+    let rules = "[tiers.0]\nmax_single_payment = { USD = \"2.00\" }\nreview_threshold = { USD = \"1.00\" }\n";
+    let rules = bourse_core::rules::RuleSet::from_toml_str(rules).unwrap();
+    commands = vec![
+        Command::PublishRules(PublishRules { rules }),
+        Command::ActivateRules(ActivateRules { version: RuleVersion::new(1), share_bps: 10_000 }),
+    ];
+    for (cents, key) in [(50, 1_000), (150, 1_001), (250, 1_002)] {
+        let (by, to, key) = (AccountId::new(0), AccountId::new(1), IdempotencyKey::new(key));
+        commands.push(Command::Transfer(Transfer {
+            by,
+            key,
+            to,
+            asset: AssetId::new(1),
+            amount: Amount::new(cents).unwrap(),
+        }));
+    }
+    for (index, command) in commands.iter().enumerate() {
+        apply(&mut engine, index as u64 + 1_001, command);
+    }
+    assert_eq!(engine.pending_reviews().count(), 1, "one transfer held, one refused");
+    assert_eq!(engine.state_hash().to_string(), "6f8ac89c40f3cedbaa3d05a925a267f2");
+}

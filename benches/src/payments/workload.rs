@@ -8,11 +8,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use bourse_core::command::{
-    Authorize, Capture, Command, CommandKind, Deposit, OpenAccount, SequencedCommand, Transfer, Void,
+    ActivateRules, Authorize, Capture, Command, CommandKind, Deposit, OpenAccount, PublishRules, SequencedCommand,
+    Transfer, Void,
 };
-use bourse_core::ids::{AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, Reference, Seq, Timestamp};
+use bourse_core::ids::{
+    AccountId, AssetId, IdempotencyKey, KycTier, OwnerId, PaymentId, Reference, RuleVersion, Seq, Timestamp,
+};
 use bourse_core::limits::NANOS_PER_SECOND;
 use bourse_core::money::Amount;
+use bourse_core::rules::RuleSet;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -24,6 +28,34 @@ pub(crate) const CONFIG_TOML: &str = "[[assets]]\ncode = \"USD\"\nscale = 2\n\n[
 const ASSETS: [AssetId; 2] = [AssetId::new(0), AssetId::new(1)];
 /// Setup commands per account: one open, one deposit per asset.
 pub(crate) const SETUP_COMMANDS_PER_ACCOUNT: u64 = 1 + ASSETS.len() as u64;
+
+/// The rule set of `--rules`, in effect for every account before the stream: a limit
+/// of each kind a payment is checked against except `payments_per_minute` (a hot
+/// account pays thousands of times in the stream's second of command time), each out
+/// of the stream's reach (a payment is at most 100.00; no account can send 1e8 in a
+/// day), a blocked list naming an account that is never opened, and a few accounts
+/// with limits of their own. So every payment is asked every rule and none refuses
+/// or holds it: the predictions stand as they are.
+pub(crate) const RULES_TOML: &str = r#"
+description = "bourse-bench payments --rules"
+blocked_counterparties = [67108863]
+
+[tiers.0]
+max_single_payment = { USD = "1000.00", EUR = "1000.00" }
+daily_outflow = { USD = "100000000.00", EUR = "100000000.00" }
+review_threshold = { USD = "500.00", EUR = "500.00" }
+
+[accounts.1]
+max_single_payment = { USD = "2000.00" }
+
+[accounts.2]
+review_threshold = { EUR = "900.00" }
+
+[accounts.3]
+blocked_counterparties = [67108862]
+"#;
+/// Commands that put `RULES_TOML` in effect after setup: publish, activate.
+const RULES_COMMANDS: u64 = 2;
 
 /// Deposited into every account in each asset: 1,000,000.00.
 const DEPOSIT_MINOR_UNITS: u64 = 100_000_000;
@@ -52,6 +84,8 @@ pub(crate) struct Shape {
     pub(crate) hot_percent: u32,
     pub(crate) two_phase_percent: u32,
     pub(crate) seed: u64,
+    /// Whether `RULES_TOML` is in effect (`--rules`).
+    pub(crate) rules: bool,
 }
 
 /// The measured command stream, generated before any timing, and the outcomes the
@@ -66,7 +100,7 @@ pub(crate) struct Workload {
 impl Workload {
     pub(crate) fn generate(shape: Shape) -> Self {
         let mut generator = Generator::new(shape);
-        let first_index = SETUP_COMMANDS_PER_ACCOUNT * u64::from(shape.accounts);
+        let first_index = setup_count(shape);
         let commands = (0..shape.commands)
             .map(|position| {
                 let index = first_index + position as u64;
@@ -82,6 +116,24 @@ impl Workload {
 pub(crate) fn setup_commands(accounts: u32) -> impl Iterator<Item = SequencedCommand> {
     let accounts = u64::from(accounts);
     (0..SETUP_COMMANDS_PER_ACCOUNT * accounts).map(move |index| stamp(index, setup_command(index, accounts)))
+}
+
+/// With `shape.rules`, the commands that put `RULES_TOML` in effect for everyone,
+/// numbered right after `setup_commands`; else none.
+pub(crate) fn rules_commands(shape: Shape) -> impl Iterator<Item = SequencedCommand> {
+    let first = SETUP_COMMANDS_PER_ACCOUNT * u64::from(shape.accounts);
+    let rules = RuleSet::from_toml_str(RULES_TOML).expect("the benchmark's rule set is valid");
+    let commands = [
+        Command::PublishRules(PublishRules { rules }),
+        Command::ActivateRules(ActivateRules { version: RuleVersion::new(1), share_bps: 10_000 }),
+    ];
+    let count = if shape.rules { RULES_COMMANDS as usize } else { 0 };
+    commands.into_iter().take(count).zip(first..).map(|(command, index)| stamp(index, command))
+}
+
+/// Commands applied before the stream: `setup_commands`, then `rules_commands`.
+fn setup_count(shape: Shape) -> u64 {
+    SETUP_COMMANDS_PER_ACCOUNT * u64::from(shape.accounts) + if shape.rules { RULES_COMMANDS } else { 0 }
 }
 
 fn setup_command(index: u64, accounts: u64) -> Command {

@@ -120,8 +120,10 @@ impl Engine {
 
     /// The rules' share of the state hash: rule versions (their canonical text), what
     /// is in effect, the history, risk counters and review holds. Nothing at all while
-    /// no rule set was ever published, so such a state hashes as it did before rules
-    /// existed (and journals checkpointed then still verify).
+    /// no rule set was ever published and no hold exists: not a leftover, but how every
+    /// such state hashes under `bourse-state-v2` (what snapshot headers and journal
+    /// checkpoints recorded). Hashing the empty section instead would change the hash
+    /// of every engine without rules; `tests/state.rs` pins both kinds of value.
     fn hash_rules(&self, hasher: &mut Xxh3) {
         if self.rules.is_empty() && self.reviews.is_empty() {
             return;

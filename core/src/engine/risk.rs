@@ -2,7 +2,7 @@
 //!
 //! Payments (transfers, authorizations, split payments, withdrawals, quote executions
 //! and cross-border payments, these on what the payer sends in the source asset; and
-//! whatever else sends money out, through `check_outflow` / `record_outflow`) are
+//! whatever else sends money out, through `gate_payment` / `record_outflow`) are
 //! checked after every other check has passed, in this order, against the payer's
 //! rules unless said otherwise:
 //! 1. blocked counterparty: the payer's lists name a payee, or a payee's lists (its
@@ -22,16 +22,19 @@
 //! `Rejected { reason: RuleViolation }`. Captures, voids and refunds are not checked:
 //! they act on a payment that already passed, or send money back.
 //!
-//! Cost: with no version in effect, one branch. With one, per payment a hash for the
-//! rollout bucket, a hash-map probe for the account's own limits, a few short scans
-//! and binary searches; nothing allocates but an account's first counters (once).
+//! Cost: with no version in effect, one branch. With one, each command resolves the
+//! rules of each account it asks once (`AccountRules`: the version by the rollout
+//! bucket's hash, the account's tier, a hash-map probe for its own limits), then a few
+//! short scans and binary searches; nothing allocates but an account's first counters
+//! (once).
 
 use super::Engine;
+use crate::account::Account;
 use crate::command::CommandKind;
 use crate::event::{Event, RejectReason};
-use crate::ids::{AccountId, AssetId, KycTier, RuleVersion, Timestamp};
+use crate::ids::{AccountId, AssetId, RuleVersion, Timestamp};
 use crate::money::Amount;
-use crate::rules::{CompiledRules, RuleKind};
+use crate::rules::{AccountLimits, RuleKind};
 
 /// A rule's decision against a command: which rule, of whose rules, which version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,64 +45,91 @@ pub struct RuleViolation {
     pub version: RuleVersion,
 }
 
-impl Engine {
-    /// The rules in effect for `account` (an existing account), with its tier.
-    #[inline]
-    fn rules_for(&self, account: AccountId) -> Option<(RuleVersion, &CompiledRules, KycTier)> {
-        let (version, rules) = self.rules.version_of(account)?;
-        let tier = self.ledger.get(account)?.kyc_tier();
-        Some((version, rules, tier))
+/// The rules in effect for one account, resolved once per command: the version that
+/// decides for it and its limits at its tier. Every check of the command asks this.
+#[derive(Clone, Copy, Debug)]
+struct AccountRules<'a> {
+    account: AccountId,
+    version: RuleVersion,
+    limits: AccountLimits<'a>,
+    state: &'a Account,
+}
+
+impl AccountRules<'_> {
+    fn violation(&self, rule: RuleKind) -> RuleViolation {
+        RuleViolation { account: self.account, rule, version: self.version }
     }
 
-    /// The payer-side limits on `amount` of `asset` leaving `account` now: single
-    /// payment, payments per minute, daily outflow. For every kind of outflow, the
-    /// cross-border path's included; pair it with `record_outflow` once the money moves.
-    pub fn check_outflow(&self, account: AccountId, asset: AssetId, amount: Amount) -> Result<(), RuleViolation> {
-        let Some((version, rules, tier)) = self.rules_for(account) else { return Ok(()) };
-        let violation = |rule| Err(RuleViolation { account, rule, version });
-        if rules.amount(account, tier, RuleKind::MaxSinglePayment, asset).is_some_and(|max| amount > max) {
-            return violation(RuleKind::MaxSinglePayment);
+    /// The account's lists name `counterparty`.
+    fn check_blocked(&self, counterparty: AccountId) -> Result<(), RuleViolation> {
+        if self.limits.blocks(counterparty) {
+            return Err(self.violation(RuleKind::BlockedCounterparty));
         }
-        let counters = self.ledger.get(account).and_then(crate::account::Account::risk);
-        if let Some(max) = rules.count(account, tier, RuleKind::PaymentsPerMinute) {
-            let recent = counters.map_or(0, |counters| counters.payments_in_window(self.now));
+        Ok(())
+    }
+
+    /// The payer-side limits on `amount` of `asset` leaving the account at `now`:
+    /// single payment, payments per minute, daily outflow.
+    fn check_outflow(&self, now: Timestamp, asset: AssetId, amount: Amount) -> Result<(), RuleViolation> {
+        let limits = &self.limits;
+        if limits.amount(RuleKind::MaxSinglePayment, asset).is_some_and(|max| amount > max) {
+            return Err(self.violation(RuleKind::MaxSinglePayment));
+        }
+        let counters = self.state.risk();
+        if let Some(max) = limits.count(RuleKind::PaymentsPerMinute) {
+            let recent = counters.map_or(0, |counters| counters.payments_in_window(now));
             if recent >= max as usize {
-                return violation(RuleKind::PaymentsPerMinute);
+                return Err(self.violation(RuleKind::PaymentsPerMinute));
             }
         }
-        if let Some(max) = rules.amount(account, tier, RuleKind::DailyOutflow, asset) {
-            let today = counters.map_or(Amount::ZERO, |counters| counters.outflow_on(self.now, asset));
+        if let Some(max) = limits.amount(RuleKind::DailyOutflow, asset) {
+            let today = counters.map_or(Amount::ZERO, |counters| counters.outflow_on(now, asset));
             if today.checked_add(amount).is_none_or(|total| total > max) {
-                return violation(RuleKind::DailyOutflow);
+                return Err(self.violation(RuleKind::DailyOutflow));
             }
         }
         Ok(())
+    }
+
+    /// `Some` when `amount` of `asset` is above the account's review threshold: the
+    /// payment waits for an operator.
+    fn review_needed(&self, asset: AssetId, amount: Amount) -> Option<RuleViolation> {
+        let threshold = self.limits.amount(RuleKind::ReviewThreshold, asset)?;
+        (amount > threshold).then(|| self.violation(RuleKind::ReviewThreshold))
+    }
+}
+
+impl Engine {
+    /// The rules in effect for `account` (an existing account), resolved.
+    #[inline]
+    fn rules_for(&self, account: AccountId) -> Option<AccountRules<'_>> {
+        let (version, rules) = self.rules.version_of(account)?;
+        let state = self.ledger.get(account)?;
+        Some(AccountRules { account, version, limits: rules.limits_for(account, state.kyc_tier()), state })
     }
 
     /// Whether `payer` and `payee` may deal with each other: neither's rules block the
     /// other.
-    pub fn check_counterparty(&self, payer: AccountId, payee: AccountId) -> Result<(), RuleViolation> {
-        for (account, other) in [(payer, payee), (payee, payer)] {
-            if let Some((version, rules, tier)) = self.rules_for(account)
-                && rules.blocks(account, tier, other)
-            {
-                return Err(RuleViolation { account, rule: RuleKind::BlockedCounterparty, version });
-            }
-        }
-        Ok(())
+    pub(super) fn check_counterparty(&self, payer: AccountId, payee: AccountId) -> Result<(), RuleViolation> {
+        self.check_payee(self.rules_for(payer).as_ref(), payer, payee)
     }
 
-    /// `Some` when `amount` of `asset` from `account` is above its review threshold:
-    /// the payment waits for an operator.
-    pub fn review_needed(&self, account: AccountId, asset: AssetId, amount: Amount) -> Option<RuleViolation> {
-        let (version, rules, tier) = self.rules_for(account)?;
-        let threshold = rules.amount(account, tier, RuleKind::ReviewThreshold, asset)?;
-        (amount > threshold).then_some(RuleViolation { account, rule: RuleKind::ReviewThreshold, version })
+    /// `check_counterparty` with the payer's rules already resolved.
+    fn check_payee(
+        &self,
+        payer_rules: Option<&AccountRules<'_>>,
+        payer: AccountId,
+        payee: AccountId,
+    ) -> Result<(), RuleViolation> {
+        if let Some(rules) = payer_rules {
+            rules.check_blocked(payee)?;
+        }
+        self.rules_for(payee).map_or(Ok(()), |rules| rules.check_blocked(payer))
     }
 
     /// Counts `amount` of `asset` leaving `account` now (daily outflow, payments per
     /// minute), once any rule set has been published. Call it when the money leaves
-    /// (or is held for review), after `check_outflow` passed.
+    /// (or is held for review), after `gate_payment` passed.
     pub(crate) fn record_outflow(&mut self, account: AccountId, asset: AssetId, amount: Amount) {
         if !self.rules.counting() {
             return;
@@ -140,11 +170,14 @@ impl Engine {
         if !self.rules.any_in_effect() {
             return Ok(None);
         }
+        let payer_rules = self.rules_for(payer);
         for payee in payees {
-            self.check_counterparty(payer, payee).map_err(|violation| Self::violated(kind, violation, out))?;
+            self.check_payee(payer_rules.as_ref(), payer, payee)
+                .map_err(|violation| Self::violated(kind, violation, out))?;
         }
-        self.check_outflow(payer, asset, amount).map_err(|violation| Self::violated(kind, violation, out))?;
-        Ok(self.review_needed(payer, asset, amount))
+        let Some(rules) = payer_rules else { return Ok(None) };
+        rules.check_outflow(self.now, asset, amount).map_err(|violation| Self::violated(kind, violation, out))?;
+        Ok(rules.review_needed(asset, amount))
     }
 
     /// The order rules for `account`: `notional` (computed only if a limit applies)
@@ -159,15 +192,14 @@ impl Engine {
         rests: bool,
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
-        let Some((version, rules, tier)) = self.rules_for(account) else { return Ok(()) };
-        let violation =
-            |rule, out: &mut Vec<Event>| Self::violated(kind, RuleViolation { account, rule, version }, out);
-        if let Some(max) = rules.amount(account, tier, RuleKind::MaxOrderNotional, quote)
+        let Some(rules) = self.rules_for(account) else { return Ok(()) };
+        let violation = |rule, out: &mut Vec<Event>| Self::violated(kind, rules.violation(rule), out);
+        if let Some(max) = rules.limits.amount(RuleKind::MaxOrderNotional, quote)
             && notional().is_none_or(|notional| notional > max)
         {
             return Err(violation(RuleKind::MaxOrderNotional, out));
         }
-        if let Some(max) = rules.count(account, tier, RuleKind::MaxOpenOrders)
+        if let Some(max) = rules.limits.count(RuleKind::MaxOpenOrders)
             && rests
             && self.orders.open_count(account.get()) >= max
         {

@@ -5,9 +5,11 @@
 //! **Legs.** On each market of a route the payer is a taker: it buys the base with the
 //! quote currency, or sells the base for it. A leg is priced fill by fill in matching
 //! order (`book::walk`, the twin of `take`, self-trade prevention included: liquidity
-//! ends at the payer's own resting order), with the taker fee of the payer's KYC tier
-//! rounded down per fill as `settle` charges it. So a plan's amounts are exactly what
-//! applying it moves; the engine asserts as much when it applies one.
+//! ends at the payer's own resting order), each fill's quote amount and the taker fee
+//! of the payer's KYC tier (rounded down per fill) computed by the very functions
+//! `settle` charges with (`MarketSpec::quote_amount`, `market::fee`). So a plan's
+//! amounts are exactly what applying it moves; the engine asserts as much when it
+//! applies one.
 //!
 //! **Sizing.** Lots are whole, so a leg converts in steps. `plan_receive` sizes the
 //! route backwards from the amount the payee must get: each leg takes the fewest lots
@@ -31,10 +33,10 @@
 
 use std::cmp::Reverse;
 
-use crate::book::{MarketId, OrderSlab, Qty, SelfTradePrevention, Side, Taker, walk};
+use crate::book::{MarketId, OrderSlab, Price, Qty, SelfTradePrevention, Side, Taker, walk};
 use crate::ids::{AccountId, AssetId, KycTier};
 use crate::limits::{QUOTE_RUNNERS_UP_MAX, ROUTE_HOPS_MAX, ROUTES_CONSIDERED_MAX};
-use crate::market::{Market, MarketSpec};
+use crate::market::{Market, MarketSpec, fee};
 use crate::money::Amount;
 use crate::route::Route;
 
@@ -199,31 +201,39 @@ impl Leg<'_> {
         }
     }
 
-    /// Quote minor units per lot at `price`.
-    fn unit(&self, price: crate::book::Price) -> u128 {
-        u128::from(price.ticks()) * u128::from(self.spec().tick)
+    /// The quote amount of `lots` at `price` (`MarketSpec::quote_amount`, as settlement
+    /// computes it). `lots` is at most a resting order's remainder at `price`, whose
+    /// quote amount fits.
+    fn notional(&self, price: Price, lots: u64) -> Amount {
+        let lots = Qty::new(lots).expect("at most a resting order's quantity");
+        self.spec().quote_amount(price, lots).expect("a resting order's quote amount fits")
     }
 
-    /// The fee on `notional`, rounded down, as `market::fee` computes it.
-    fn fee(&self, notional: u128) -> u128 {
-        mul_div(notional, u128::from(self.taker_bps), 10_000, Rounding::Down).expect("a fee fits")
+    /// The quote amount of `lots` at `price` and the payer's taker fee on it
+    /// (`market::fee`, as settlement charges it), in minor units.
+    fn notional_and_fee(&self, price: Price, lots: u64) -> (u128, u128) {
+        let notional = self.notional(price, lots);
+        (u128::from(notional.minor_units()), u128::from(fee(notional, self.taker_bps).minor_units()))
+    }
+
+    /// The quote amount of one lot at `price`, in minor units.
+    fn unit(&self, price: Price) -> u128 {
+        u128::from(self.notional(price, 1).minor_units())
     }
 
     /// Walks the payer's side of the book for up to `lots`, handing each fill's lots
-    /// and per-lot quote amount to `visit`, which returns the lots it takes.
-    fn walk(&self, lots: u64, mut visit: impl FnMut(u64, u128) -> u64) {
+    /// and price to `visit`, which returns the lots it takes.
+    fn walk(&self, lots: u64, mut visit: impl FnMut(u64, Price) -> u64) {
         walk(self.market.book(), self.orders, &self.taker(lots), |maker, offered| {
-            let unit = self.unit(maker.price());
-            Qty::new(visit(offered.lots(), unit)).expect("at most what was offered")
+            Qty::new(visit(offered.lots(), maker.price())).expect("at most what was offered")
         });
     }
 
     /// Exactly `lots`, taken fill by fill; `None` if the book has fewer.
     fn take_lots(&self, lots: u64) -> Option<Fill> {
         let mut fill = Fill::default();
-        self.walk(lots, |offered, unit| {
-            let notional = unit * u128::from(offered);
-            let fee = self.fee(notional);
+        self.walk(lots, |offered, price| {
+            let (notional, fee) = self.notional_and_fee(price, offered);
             fill.lots += offered;
             fill.fee += fee;
             match self.side {
@@ -250,12 +260,13 @@ impl Leg<'_> {
     fn buy_with_budget(&self, budget: u128) -> Option<Fill> {
         let mut fill = Fill::default();
         let mut budget_spent = false;
-        self.walk(self.spec().qty_max.lots(), |offered, unit| {
+        self.walk(self.spec().qty_max.lots(), |offered, price| {
             let left = budget - fill.input;
             let cost = |lots: u64| {
-                let notional = unit * u128::from(lots);
-                notional + self.fee(notional)
+                let (notional, fee) = self.notional_and_fee(price, lots);
+                notional + fee
             };
+            let unit = self.unit(price);
             // Fees round down, so the estimate is at most one lot short.
             let per_lot_ceiling = unit * (10_000 + u128::from(self.taker_bps));
             let estimate = mul_div(left, 10_000, per_lot_ceiling, Rounding::Down).unwrap_or(u128::MAX);
@@ -263,10 +274,10 @@ impl Leg<'_> {
             if lots < offered && cost(lots + 1) <= left {
                 lots += 1;
             }
-            let notional = unit * u128::from(lots);
+            let (notional, fee) = self.notional_and_fee(price, lots);
             fill.lots += lots;
-            fill.fee += self.fee(notional);
-            fill.input += cost(lots);
+            fill.fee += fee;
+            fill.input += notional + fee;
             budget_spent |= lots < offered;
             lots
         });
@@ -279,13 +290,13 @@ impl Leg<'_> {
     fn sell_for_at_least(&self, need: u128) -> Option<Fill> {
         let mut fill = Fill::default();
         let mut reached = false;
-        self.walk(self.spec().qty_max.lots(), |offered, unit| {
+        self.walk(self.spec().qty_max.lots(), |offered, price| {
             if reached {
                 return 0;
             }
             let proceeds = |lots: u64| {
-                let notional = unit * u128::from(lots);
-                notional - self.fee(notional)
+                let (notional, fee) = self.notional_and_fee(price, lots);
+                notional - fee
             };
             let lots = if fill.output + proceeds(offered) >= need {
                 reached = true;
@@ -293,7 +304,7 @@ impl Leg<'_> {
                 // Proceeds per lot are at least unit × (1 − fee): start there and step
                 // down while one lot fewer still reaches `need` (proceeds never shrink
                 // with more lots, so the first miss is below the fewest).
-                let per_lot_floor = unit * (10_000 - u128::from(self.taker_bps));
+                let per_lot_floor = self.unit(price) * (10_000 - u128::from(self.taker_bps));
                 let estimate = mul_div(short, 10_000, per_lot_floor, Rounding::Up).unwrap_or(u128::MAX);
                 let mut lots = u64::try_from(estimate).unwrap_or(u64::MAX).clamp(1, offered);
                 while lots > 1 && proceeds(lots - 1) >= short {
@@ -303,10 +314,10 @@ impl Leg<'_> {
             } else {
                 offered
             };
-            let notional = unit * u128::from(lots);
+            let (notional, fee) = self.notional_and_fee(price, lots);
             fill.lots += lots;
-            fill.fee += self.fee(notional);
-            fill.output += proceeds(lots);
+            fill.fee += fee;
+            fill.output += notional - fee;
             lots
         });
         (reached && fill.lots > 0).then(|| self.with_base(fill))

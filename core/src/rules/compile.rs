@@ -89,36 +89,43 @@ pub(crate) struct CompiledRules {
 }
 
 impl CompiledRules {
-    /// The tier's limits and the account's own, if any.
-    pub(crate) fn limits_of(
-        &self,
-        account: AccountId,
-        tier: KycTier,
-    ) -> (Option<&CompiledLimits>, Option<&CompiledLimits>) {
+    /// The limits that apply to `account` at `tier`, looked up once (the tier's index
+    /// and the probe for its own limits): what every check of one command asks.
+    #[inline]
+    pub(crate) fn limits_for(&self, account: AccountId, tier: KycTier) -> AccountLimits<'_> {
         let tier = self.tier_index[usize::from(tier.get())].map(|index| &self.tier_limits[usize::from(index)]);
-        (tier, self.overrides.get(&account))
+        AccountLimits { blocked: &self.blocked, tier, own: self.overrides.get(&account) }
     }
+}
 
-    /// The limit `rule` sets on `asset` for `account` at `tier`: the account's own
-    /// value if it has one for the asset, else its tier's.
-    pub(crate) fn amount(&self, account: AccountId, tier: KycTier, rule: RuleKind, asset: AssetId) -> Option<Amount> {
-        let (tier, own) = self.limits_of(account, tier);
-        own.and_then(|own| own.amount(rule, asset)).or_else(|| tier.and_then(|tier| tier.amount(rule, asset)))
+/// The limits of one account at one tier, resolved: the global blocked list, its
+/// tier's limits and its own, if any.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AccountLimits<'a> {
+    blocked: &'a [AccountId],
+    tier: Option<&'a CompiledLimits>,
+    own: Option<&'a CompiledLimits>,
+}
+
+impl AccountLimits<'_> {
+    /// The limit `rule` sets on `asset`: the account's own value if it has one for the
+    /// asset, else its tier's.
+    pub(crate) fn amount(&self, rule: RuleKind, asset: AssetId) -> Option<Amount> {
+        let own = self.own.and_then(|own| own.amount(rule, asset));
+        own.or_else(|| self.tier.and_then(|tier| tier.amount(rule, asset)))
     }
 
     /// The count `rule` allows (`MaxOpenOrders`, `PaymentsPerMinute`).
-    pub(crate) fn count(&self, account: AccountId, tier: KycTier, rule: RuleKind) -> Option<u32> {
-        let (tier, own) = self.limits_of(account, tier);
-        own.and_then(|own| own.count(rule)).or_else(|| tier.and_then(|tier| tier.count(rule)))
+    pub(crate) fn count(&self, rule: RuleKind) -> Option<u32> {
+        self.own.and_then(|own| own.count(rule)).or_else(|| self.tier.and_then(|tier| tier.count(rule)))
     }
 
-    /// Whether `account` (at `tier`) may not deal with `counterparty`: the global,
-    /// tier and account lists together.
-    pub(crate) fn blocks(&self, account: AccountId, tier: KycTier, counterparty: AccountId) -> bool {
-        let (tier, own) = self.limits_of(account, tier);
+    /// Whether the account may not deal with `counterparty`: the global, tier and
+    /// account lists together.
+    pub(crate) fn blocks(&self, counterparty: AccountId) -> bool {
         self.blocked.binary_search(&counterparty).is_ok()
-            || tier.is_some_and(|tier| tier.blocks(counterparty))
-            || own.is_some_and(|own| own.blocks(counterparty))
+            || self.tier.is_some_and(|tier| tier.blocks(counterparty))
+            || self.own.is_some_and(|own| own.blocks(counterparty))
     }
 }
 
@@ -246,7 +253,7 @@ daily_outflow = { USD = "7777.7" }
         let (canonical, compiled) = compile(&rules, &assets()).unwrap();
         let (usd, jpy) = (AssetId::new(0), AssetId::new(1));
         let outflow = |account: u32, at: u8, asset| {
-            compiled.amount(AccountId::new(account), tier(at), RuleKind::DailyOutflow, asset)
+            compiled.limits_for(AccountId::new(account), tier(at)).amount(RuleKind::DailyOutflow, asset)
         };
         assert_eq!(outflow(1, 0, usd), None, "below the lowest listed tier: no limit");
         assert_eq!(outflow(1, 1, usd), Amount::new(10_000));
@@ -255,7 +262,7 @@ daily_outflow = { USD = "7777.7" }
         assert_eq!(outflow(1, 9, jpy), None, "tier 4 lists no JPY limit and does not inherit tier 1's");
         assert_eq!(outflow(7, 1, usd), Amount::new(777_770), "the account's own USD limit");
         assert_eq!(outflow(7, 1, jpy), Amount::new(5_000), "JPY still from its tier");
-        assert_eq!(compiled.count(AccountId::new(7), tier(2), RuleKind::MaxOpenOrders), Some(3));
+        assert_eq!(compiled.limits_for(AccountId::new(7), tier(2)).count(RuleKind::MaxOpenOrders), Some(3));
         let text = canonical.data();
         assert_eq!(text.tiers[&tier(1)].daily_outflow["USD"], "100.00", "canonical amounts at the asset's scale");
         assert_eq!(text.accounts[&AccountId::new(7)].daily_outflow["USD"], "7777.70");
@@ -281,8 +288,9 @@ daily_outflow = { USD = "7777.7" }
         .unwrap();
         let (canonical, compiled) = compile(&rules, &assets()).unwrap();
         assert_eq!(canonical.data().blocked_counterparties, [AccountId::new(3), AccountId::new(9)]);
-        let blocks =
-            |account: u32, other: u32| compiled.blocks(AccountId::new(account), tier(0), AccountId::new(other));
+        let blocks = |account: u32, other: u32| {
+            compiled.limits_for(AccountId::new(account), tier(0)).blocks(AccountId::new(other))
+        };
         assert!(blocks(1, 3) && blocks(1, 5) && blocks(1, 6) && blocks(2, 9) && blocks(2, 5));
         assert!(!blocks(2, 6), "account 1's own list is its own");
         assert!(!blocks(2, 4));

@@ -50,7 +50,7 @@ mod compile;
 mod diff;
 
 pub use compile::RuleSetError;
-pub(crate) use compile::{CompiledRules, compile};
+pub(crate) use compile::{AccountLimits, CompiledRules, compile};
 pub use diff::diff;
 
 use std::collections::BTreeMap;
