@@ -165,12 +165,7 @@ fn json_errors(limit: usize, metrics: Arc<Metrics>) -> ErrorHandlers<BoxBody> {
         let error = actix_refusal(&response, limit);
         metrics.gateway_error(error.code);
         let (request, refused) = response.into_parts();
-        let mut reply = error_response(&error, &Value::Null);
-        for (name, value) in refused.headers() {
-            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                reply.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
+        let reply = error_with_headers_of(&error, &refused);
         Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, reply).map_into_right_body()))
     })
 }
@@ -211,7 +206,13 @@ pub(crate) fn handshake_refusal(error: &actix_web::Error) -> HttpResponse {
     let refused = error.error_response();
     let status = refused.status().as_u16();
     let error = ApiError::new(status, "websocket_handshake", format!("not a WebSocket handshake: {error}"));
-    let mut reply = error_response(&error, &Value::Null);
+    error_with_headers_of(&error, &refused)
+}
+
+/// `error` as the API's JSON reply, with the headers of actix's `refused` (`Allow`,
+/// `Upgrade`…) but its body's type and length.
+fn error_with_headers_of<B>(error: &ApiError, refused: &HttpResponse<B>) -> HttpResponse {
+    let mut reply = error_response(error, &Value::Null);
     for (name, value) in refused.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             reply.headers_mut().insert(name.clone(), value.clone());
