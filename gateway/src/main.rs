@@ -22,6 +22,9 @@ enum Command {
     Serve(bourse_gateway::server::ServeArgs),
     /// Send one API request, signed with the key in `BOURSE_KEY` (or --key-file), and print the reply.
     Call(bourse_gateway::client::CallArgs),
+    /// Read a FIX Logon password from standard input (one line) and print its Argon2id
+    /// hash, for a session's `password_hash` in the configuration.
+    HashPassword,
     /// The FIX session layer with the reflector application (for the FIX acceptance kit).
     FixReflector {
         #[arg(long)]
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => bourse_gateway::server::run(&args).map(|()| 0),
         Command::Call(args) => bourse_gateway::client::run(args),
+        Command::HashPassword => hash_password(),
         Command::FixReflector { config, data_dir, listen } => {
             bourse_gateway::fix::reflector::run_reflector(&config, &data_dir, &listen).map(|()| 0)
         }
@@ -50,4 +54,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bourse hash-password`: one line of standard input (without its line ending) to a
+/// PHC string on standard output.
+fn hash_password() -> anyhow::Result<i32> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let hash = bourse_gateway::fix::password::hash(password.as_bytes()).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(0)
 }

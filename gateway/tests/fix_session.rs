@@ -540,6 +540,32 @@ async fn bad_logons_are_closed_without_a_word_and_only_one_connection_per_sessio
 }
 
 #[tokio::test]
+async fn a_session_that_keeps_only_a_password_hash_logs_on_with_the_password_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bourse_gateway::fix::password::hash(b"s3cret").unwrap();
+    let config = FixSessionConfig { username: Some("tw".into()), password_hash: Some(hash), ..session(true) };
+    let server = Server::start(config, dir.path(), reflector).await;
+    let credentials = |user: &str, password: &str| {
+        let mut message = logon(30);
+        message.set(tags::USERNAME, user).set(tags::PASSWORD, password);
+        message
+    };
+    for (user, password) in [("tw", "wrong"), ("tw", "s3cret "), ("TW", "s3cret"), ("tw", "")] {
+        let mut client = Client::connect(server.address).await;
+        client.send(credentials(user, password)).await;
+        client.expect_closed().await;
+    }
+    let mut client = Client::connect(server.address).await;
+    client.send(logon(30)).await;
+    client.expect_closed().await;
+    let mut client = Client::connect(server.address).await;
+    client.send(credentials("tw", "s3cret")).await;
+    client.expect("A").await;
+    client.logout().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn garbage_and_huge_messages_end_one_connection_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(session(true), dir.path(), reflector).await;

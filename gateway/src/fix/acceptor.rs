@@ -322,8 +322,18 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     difference == 0
 }
 
-/// Checks a first message as a Logon; the session's index if it is acceptable.
-fn check_logon(shared: &Shared, message: &mut Message) -> Result<usize, String> {
+/// A Logon whose Password (554) is still to be checked against its session's
+/// `password_hash` (off the session threads: see `fix::password`).
+struct PendingPassword {
+    /// Whether the Username (553) matched: decided only after the hash, so that a
+    /// wrong username takes as long as a wrong password.
+    username_ok: bool,
+    given: Vec<u8>,
+}
+
+/// Checks a first message as a Logon; the session's index if it is acceptable, and the
+/// password still to check when the session keeps a hash.
+fn check_logon(shared: &Shared, message: &mut Message) -> Result<(usize, Option<PendingPassword>), String> {
     if message.begin_string() != BEGIN_STRING {
         return Err("BeginString is not FIX.4.4".to_string());
     }
@@ -344,11 +354,16 @@ fn check_logon(shared: &Shared, message: &mut Message) -> Result<usize, String> 
     if sent.is_none_or(|sent| (time::now_ms() - sent).abs() > tolerance_ms) {
         return Err("SendingTime out of tolerance".to_string());
     }
-    if let (Some(username), Some(password)) = (&config.username, &config.password) {
+    let mut pending = None;
+    if let Some(username) = &config.username {
         let username_ok = constant_time_eq(message.get(tags::USERNAME).unwrap_or_default(), username.as_bytes());
-        let password_ok = constant_time_eq(message.get(tags::PASSWORD).unwrap_or_default(), password.as_bytes());
-        if !(username_ok & password_ok) {
-            return Err("bad credentials".to_string());
+        let given = message.get(tags::PASSWORD).unwrap_or_default();
+        if let Some(password) = &config.password {
+            if !(username_ok & constant_time_eq(given, password.as_bytes())) {
+                return Err("bad credentials".to_string());
+            }
+        } else {
+            pending = Some(PendingPassword { username_ok, given: given.to_vec() });
         }
     }
     if message.get(tags::ENCRYPT_METHOD) != Some(b"0") {
@@ -358,7 +373,16 @@ fn check_logon(shared: &Shared, message: &mut Message) -> Result<usize, String> 
     if !(1..=u64::from(config.heartbeat_secs)).contains(&heartbeat) {
         return Err(format!("HeartBtInt {heartbeat} outside 1..={}", config.heartbeat_secs));
     }
-    Ok(index)
+    Ok((index, pending))
+}
+
+/// Whether a pending password matches the session's hash, checked on tokio's blocking
+/// pool.
+async fn password_matches(config: &FixSessionConfig, pending: PendingPassword) -> bool {
+    let Some(hash) = config.password_hash.clone() else { return false };
+    let PendingPassword { username_ok, given } = pending;
+    let matches = tokio::task::spawn_blocking(move || super::password::verify(&hash, &given)).await;
+    username_ok & matches.unwrap_or(false)
 }
 
 /// Reads and checks the Logon of a new connection, then hands it over.
@@ -370,6 +394,17 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Err(_) => Err("no Logon in time".to_string()),
         Ok(Err(reason)) => Err(reason),
         Ok(Ok(())) => check_logon(shared, &mut logon),
+    };
+    let checked = match checked {
+        Ok((index, Some(pending))) => {
+            if password_matches(&shared.sessions[index].config, pending).await {
+                Ok(index)
+            } else {
+                Err("bad credentials".to_string())
+            }
+        }
+        Ok((index, None)) => Ok(index),
+        Err(reason) => Err(reason),
     };
     let index = match checked {
         Ok(index) => index,

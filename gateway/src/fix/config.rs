@@ -8,8 +8,9 @@
 //! [[fix.sessions]]
 //! sender_comp_id = "BOURSE"        # our CompID (SenderCompID of what we send)
 //! target_comp_id = "CLIENT1"       # theirs
-//! username = "client1"             # Logon Username (553) and Password (554): a test
-//! password = "secret"              #   credential form, compared in constant time
+//! username = "client1"             # Logon Username (553) and Password (554), checked
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"  # against this (`bourse hash-password`),
+//!                                  #   or `password = "secret"`: a plain test credential
 //! reset_on_logon = false           # keep sequence numbers across logons (true: reset to 1)
 //! heartbeat_secs = 30              # the largest HeartBtInt (108) a Logon may ask for
 //! sending_time_tolerance_secs = 120
@@ -47,12 +48,16 @@ pub struct FixSessionConfig {
     pub sender_comp_id: String,
     /// The counterparty's CompID.
     pub target_comp_id: String,
-    /// When set (with `password`), the Logon must carry this Username (553)…
+    /// When set (with `password_hash` or `password`), the Logon must carry this
+    /// Username (553)…
     #[serde(default)]
     pub username: Option<String>,
-    /// …and this Password (554). A plain shared secret in the configuration file: a test
-    /// credential form, compared in constant time; production would use TLS and a
-    /// secret store.
+    /// …and the Password (554) this Argon2 hash (a PHC string, `$argon2id$…`, as
+    /// `bourse hash-password` prints) was made from: the configuration holds no secret.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// …or, instead, this Password: a plain shared secret in the configuration file,
+    /// compared in constant time; for tests.
     #[serde(default)]
     pub password: Option<String>,
     /// Reset both sequence numbers to 1 at every Logon (as if it carried
@@ -85,6 +90,7 @@ impl fmt::Debug for FixSessionConfig {
             .field("sender_comp_id", &self.sender_comp_id)
             .field("target_comp_id", &self.target_comp_id)
             .field("username", &self.username)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<argon2 hash>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("reset_on_logon", &self.reset_on_logon)
             .field("heartbeat_secs", &self.heartbeat_secs)
@@ -101,6 +107,7 @@ impl FixSessionConfig {
             sender_comp_id: sender_comp_id.to_string(),
             target_comp_id: target_comp_id.to_string(),
             username: None,
+            password_hash: None,
             password: None,
             reset_on_logon: false,
             heartbeat_secs: default_heartbeat_secs(),
@@ -124,8 +131,12 @@ pub enum FixConfigError {
     CompId(String),
     #[error("fix.sessions: session {0} is declared twice")]
     Duplicate(String),
-    #[error("fix.sessions: session {0}: username and password go together")]
+    #[error("fix.sessions: session {0}: a username goes with exactly one of password_hash or password")]
     Credentials(String),
+    #[error(
+        "fix.sessions: session {0}: password_hash is not an Argon2 PHC string ({1}); `bourse hash-password` makes one"
+    )]
+    PasswordHash(String, String),
     #[error("fix.sessions: session {0}: heartbeat_secs must be 1 to {HEARTBEAT_SECS_MAX}")]
     Heartbeat(String),
     #[error("fix.sessions: session {0}: sending_time_tolerance_secs must be 1 to 86400")]
@@ -177,9 +188,14 @@ impl FixConfig {
             }) {
                 return Err(FixConfigError::Duplicate(name));
             }
-            match (&session.username, &session.password) {
-                (None, None) => {}
-                (Some(username), Some(password)) if !username.is_empty() && !password.is_empty() => {}
+            match (&session.username, &session.password_hash, &session.password) {
+                (None, None, None) => {}
+                (Some(username), None, Some(password)) if !username.is_empty() && !password.is_empty() => {}
+                (Some(username), Some(hash), None) if !username.is_empty() => {
+                    if let Err(reason) = super::password::check_hash(hash) {
+                        return Err(FixConfigError::PasswordHash(name, reason));
+                    }
+                }
                 _ => return Err(FixConfigError::Credentials(name)),
             }
             if !(1..=HEARTBEAT_SECS_MAX).contains(&session.heartbeat_secs) {
@@ -227,5 +243,29 @@ mod tests {
         let debug =
             format!("{:?}", FixSessionConfig { password: Some("hunter2".into()), ..FixSessionConfig::new("A", "B") });
         assert!(!debug.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_username_goes_with_one_checkable_password_hash_or_password() {
+        let hash = crate::fix::password::hash(b"hunter2").unwrap();
+        let with = |password_hash: Option<&str>, password: Option<&str>| FixConfig {
+            listen: None,
+            sessions: vec![FixSessionConfig {
+                username: Some("tw".into()),
+                password_hash: password_hash.map(str::to_owned),
+                password: password.map(str::to_owned),
+                ..FixSessionConfig::new("A", "B")
+            }],
+            workers: 0,
+        };
+        assert_eq!(with(Some(&hash), None).validate(), Ok(()));
+        assert_eq!(with(None, Some("hunter2")).validate(), Ok(()));
+        assert_eq!(with(Some(&hash), Some("hunter2")).validate(), Err(FixConfigError::Credentials("A-B".into())));
+        assert_eq!(with(None, None).validate(), Err(FixConfigError::Credentials("A-B".into())));
+        let refused = with(Some("hunter2"), None).validate().unwrap_err();
+        assert!(matches!(refused, FixConfigError::PasswordHash(ref name, _) if name == "A-B"), "{refused}");
+        assert!(refused.to_string().contains("bourse hash-password"), "{refused}");
+        let debug = format!("{:?}", with(Some(&hash), None).sessions[0]);
+        assert!(!debug.contains(&hash), "{debug}");
     }
 }

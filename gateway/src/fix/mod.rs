@@ -34,6 +34,7 @@ pub mod codec;
 pub mod config;
 pub mod dictionary;
 pub mod order_entry;
+pub mod password;
 pub mod reflector;
 pub mod session;
 pub mod store;
