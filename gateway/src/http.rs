@@ -342,16 +342,20 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
             }
             render::reviews(&view, *account, *limit)
         }
+        // Rule sets are copied out and rendered after the read-model lock is released:
+        // the engine thread waits for readers when it publishes.
         Op::ShowRules { version } => {
-            let view = state.hub.view();
-            let rules = view.rule_set(*version).ok_or_else(|| unknown_version(*version))?;
+            let rules = state.hub.view().rule_set(*version).cloned().ok_or_else(|| unknown_version(*version))?;
             json!({"version": version, "toml": rules.to_toml_string(), "rules": rules})
         }
         Op::DiffRules { a, b } => {
-            let view = state.hub.view();
-            let before = view.rule_set(*a).ok_or_else(|| unknown_version(*a))?;
-            let after = view.rule_set(*b).ok_or_else(|| unknown_version(*b))?;
-            json!({"a": a, "b": b, "diff": bourse_core::rules::diff(before, after)})
+            let (before, after) = {
+                let view = state.hub.view();
+                (view.rule_set(*a).cloned(), view.rule_set(*b).cloned())
+            };
+            let before = before.ok_or_else(|| unknown_version(*a))?;
+            let after = after.ok_or_else(|| unknown_version(*b))?;
+            json!({"a": a, "b": b, "diff": bourse_core::rules::diff(&before, &after)})
         }
         Op::RegisterWebhook { .. } | Op::ListWebhooks { .. } | Op::DeleteWebhook { .. } => {
             crate::webhooks::api::answer(state.webhooks.as_deref(), op)?
