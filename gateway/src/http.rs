@@ -292,9 +292,11 @@ fn answer(state: &AppState, id: &Value, op: &Op) -> Result<Value, ApiError> {
         Op::Orders { account } => render::orders(&state.hub.view(), *account),
         Op::Markets => render::markets(&state.hub.view()),
         Op::Depth { market, levels } => {
-            let view = state.hub.view();
-            let market = request::find_market(&view, market)?;
-            render::depth(&view, market, *levels)
+            let copy = {
+                let view = state.hub.view();
+                render::DepthCopy::of(&view, request::find_market(&view, market)?, *levels)
+            };
+            copy.render()
         }
         Op::Trades { market, limit } => {
             let view = state.hub.view();
@@ -439,9 +441,13 @@ struct DepthQuery {
 }
 
 async fn get_depth(path: web::Path<String>, query: web::Query<DepthQuery>, state: web::Data<AppState>) -> HttpResponse {
-    let view = state.hub.view();
-    match request::find_market(&view, &path) {
-        Ok(market) => json_response(200, &render::depth(&view, market, query.levels.unwrap_or(20).min(1_000))),
+    let copy = {
+        let view = state.hub.view();
+        request::find_market(&view, &path)
+            .map(|market| render::DepthCopy::of(&view, market, query.levels.unwrap_or(20).min(1_000)))
+    };
+    match copy {
+        Ok(copy) => json_response(200, &copy.render()),
         Err(error) => error_response(&error, &Value::Null),
     }
 }
@@ -855,7 +861,12 @@ async fn forward_market(
         let view = state.hub.view();
         let view_market = view.market(market)?;
         let value = match channel {
-            Channel::Book => render::depth(&view, view_market, 1_000),
+            Channel::Book => {
+                // A thousand levels a side are rendered after the lock is released.
+                let copy = render::DepthCopy::of(&view, view_market, 1_000);
+                drop(view);
+                return Some((copy.render().to_string(), copy.market_seq()));
+            }
             Channel::Bbo => render::bbo(&view, view_market),
             Channel::Trades => render::trades(&view, view_market, 50),
             Channel::Account => return None,

@@ -3,11 +3,13 @@
 //! market's units; every event is shown only as far as it concerns the viewer (a
 //! client never sees another account's balance or a counterparty in a trade).
 
+use bourse_core::asset::AssetTable;
 use bourse_core::book::{ClientOrderId, MarketId, Price, Qty, SelfTradePrevention, Side, TimeInForce};
 use bourse_core::command::CommandKind;
 use bourse_core::event::{CancelReason, Event, Outcome, RejectReason};
 use bourse_core::ids::{AccountId, AssetId, Reference, Seq, Timestamp};
 use bourse_core::limits::ROUTE_HOPS_MAX;
+use bourse_core::market::MarketSpec;
 use bourse_core::money::Amount;
 use bourse_core::route::Route;
 use serde::{Serialize, Serializer};
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 use super::{reject_code, reject_message};
 use crate::hub::{Delivery, MarketUpdate};
 use crate::principal::Principal;
-use crate::view::{Bbo, MarketView, ReadModel, ReviewView};
+use crate::view::{Bbo, LevelView, MarketView, ReadModel, ReviewView};
 
 /// `2026-11-26T08:30:00.123456789Z` from command time.
 pub fn time(timestamp: Timestamp) -> String {
@@ -1345,25 +1347,58 @@ pub fn markets(view: &ReadModel) -> Value {
     json!({"markets": markets, "assets": assets})
 }
 
-fn levels(formatter: &Formatter<'_>, market: MarketId, levels: &[(Price, Qty, u32)]) -> Vec<Value> {
-    levels
-        .iter()
-        .map(|(price, qty, orders)| json!([formatter.price(market, *price), formatter.qty(market, *qty), orders]))
-        .collect()
+/// What an L2 snapshot shows (`[price, qty, orders]` per level, best first, at
+/// `market_seq`), copied out of the read model: up to a thousand levels a side are
+/// rendered after the lock is released, not while the engine thread waits to publish.
+#[derive(Debug)]
+pub struct DepthCopy {
+    symbol: String,
+    market_seq: u64,
+    spec: MarketSpec,
+    assets: AssetTable,
+    bids: Vec<LevelView>,
+    asks: Vec<LevelView>,
 }
 
-/// An L2 snapshot: `[price, qty, orders]` per level, best first, at `market_seq`.
-pub fn depth(view: &ReadModel, market: &MarketView, count: usize) -> Value {
-    let formatter = Formatter::new(view);
-    let (bids, asks) = market.depth(count);
-    json!({
-        "channel": "book",
-        "type": "snapshot",
-        "market": market.symbol,
-        "market_seq": market.market_seq,
-        "bids": levels(&formatter, market.id, &bids),
-        "asks": levels(&formatter, market.id, &asks),
-    })
+impl DepthCopy {
+    /// The best `count` levels a side of `market`, and what formatting them needs.
+    pub fn of(view: &ReadModel, market: &MarketView, count: usize) -> Self {
+        let (bids, asks) = market.depth(count);
+        Self {
+            symbol: market.symbol.clone(),
+            market_seq: market.market_seq,
+            spec: market.spec.clone(),
+            assets: view.assets().clone(),
+            bids,
+            asks,
+        }
+    }
+
+    /// The snapshot as `depth` renders it.
+    pub fn render(&self) -> Value {
+        let levels = |levels: &[LevelView]| -> Vec<Value> {
+            levels
+                .iter()
+                .map(|(price, qty, orders)| {
+                    let price = self.spec.price_to_decimal(&self.assets, *price).to_string();
+                    let qty = self.spec.qty_to_decimal(&self.assets, *qty).to_string();
+                    json!([price, qty, orders])
+                })
+                .collect()
+        };
+        json!({
+            "channel": "book",
+            "type": "snapshot",
+            "market": self.symbol,
+            "market_seq": self.market_seq,
+            "bids": levels(&self.bids),
+            "asks": levels(&self.asks),
+        })
+    }
+
+    pub fn market_seq(&self) -> u64 {
+        self.market_seq
+    }
 }
 
 /// The most recent trades, newest first.
