@@ -70,7 +70,7 @@ use crate::alloc_counter::{AllocDelta, AllocSnapshot};
 use crate::clock::{self, ClockOverhead};
 use crate::machine::Machine;
 use crate::payments::outcomes::{self, Tally};
-use crate::report::{BenchResult, Extra, Percentiles, Report, latency_histogram};
+use crate::report::{BenchResult, Extra, Percentiles, Report, latency_histogram, median};
 use workload::{Flavour, Pairs, Shape, Workload, World};
 
 /// Events one command may produce, reserved up front so the buffer never grows.
@@ -306,13 +306,6 @@ fn verify(workload: &Workload, throughput: &[ThroughputRun], latency: &LatencyRu
     Ok(())
 }
 
-/// Median of a non-empty slice.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) { f64::midpoint(values[middle - 1], values[middle]) } else { values[middle] }
-}
-
 fn percentiles_text(histogram: &Histogram<u64>) -> String {
     let p = Percentiles::of(histogram);
     format!("p50 {} p99 {} p99.9 {} max {}", p.p50_ns, p.p99_ns, p.p999_ns, p.max_ns)
@@ -327,9 +320,9 @@ fn result(
     let shape = workload.shape;
     let ops = shape.ops as u64;
     let commands = workload.stream.len() as u64;
-    let mut rates: Vec<f64> = throughput.iter().map(|run| ops as f64 / run.elapsed.as_secs_f64()).collect();
+    let rates: Vec<f64> = throughput.iter().map(|run| ops as f64 / run.elapsed.as_secs_f64()).collect();
     let rates_text: Vec<String> = rates.iter().map(|rate| format!("{rate:.0}")).collect();
-    let rate_median = median(&mut rates);
+    let rate_median = median(&rates);
     let elapsed_median = Duration::from_secs_f64(ops as f64 / rate_median);
     let kind = shape.flavour.measured_kind();
     let histogram = &latency.by_kind[&kind];

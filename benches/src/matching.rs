@@ -75,7 +75,7 @@ use hdrhistogram::Histogram;
 use crate::alloc_counter::{AllocDelta, AllocSnapshot};
 use crate::clock::{self, ClockOverhead};
 use crate::machine::Machine;
-use crate::report::{BenchResult, Extra, Report, latency_histogram};
+use crate::report::{BenchResult, Extra, Report, latency_histogram, median};
 use generator::StepKind;
 use open_loop::OpenLoopRun;
 use outcomes::{Tally, kind_of};
@@ -430,12 +430,6 @@ fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64()
 }
 
-/// Median of a non-empty, sorted slice.
-fn median(sorted: &[f64]) -> f64 {
-    let middle = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) { f64::midpoint(sorted[middle - 1], sorted[middle]) } else { sorted[middle] }
-}
-
 fn percent(part: u64, whole: u64) -> f64 {
     100.0 * part as f64 / whole.max(1) as f64
 }
@@ -452,9 +446,7 @@ fn closed_loop_result(
     let commands = workload.commands.len();
     let rates_in_order: Vec<f64> = throughput.iter().map(|run| ops_per_sec(commands, run.elapsed)).collect();
     let rates_text: Vec<String> = rates_in_order.iter().map(|rate| format!("{rate:.0}")).collect();
-    let mut rates = rates_in_order;
-    rates.sort_by(f64::total_cmp);
-    let rate_median = median(&rates);
+    let rate_median = median(&rates_in_order);
     let elapsed_median = Duration::from_secs_f64(commands as f64 / rate_median);
     let name = if shape.markets == 1 {
         "matching/closed-loop".to_owned()
@@ -470,8 +462,8 @@ fn closed_loop_result(
         .extra("orders_target", Extra::Count(shape.orders as u64))
         .extra("seed", Extra::Count(shape.seed))
         .extra("runs", Extra::Count(throughput.len() as u64))
-        .extra("ops_per_sec_min", Extra::Ratio(rates[0]))
-        .extra("ops_per_sec_max", Extra::Ratio(rates[rates.len() - 1]))
+        .extra("ops_per_sec_min", Extra::Ratio(rates_in_order.iter().copied().fold(f64::INFINITY, f64::min)))
+        .extra("ops_per_sec_max", Extra::Ratio(rates_in_order.iter().copied().fold(f64::NEG_INFINITY, f64::max)))
         .extra("ops_per_sec_each_run", Extra::Text(rates_text.join(" ")))
         .extra("latency_is", Extra::Text("service time, closed loop (one apply timed alone)".to_owned()))
         .extra("latency_pass_ops_per_sec", Extra::Ratio(ops_per_sec(commands, service.elapsed)))

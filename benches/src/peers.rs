@@ -55,7 +55,7 @@ use hdrhistogram::Histogram;
 use crate::alloc_counter::{AllocDelta, AllocSnapshot};
 use crate::clock::{self, ClockOverhead};
 use crate::machine::Machine;
-use crate::report::{BenchResult, Extra, Report, latency_histogram};
+use crate::report::{BenchResult, Extra, Report, latency_histogram, median};
 use workload::{Cancel, Command, Limit, Mix, Outcome, Shape, Tally, Top, Workload};
 
 /// At this ratio to the fastest peer on every mix, Bourse's book meets its target.
@@ -206,9 +206,7 @@ impl Measured {
     }
 
     fn rate_median(&self, commands: usize) -> f64 {
-        let mut rates = self.rates(commands);
-        rates.sort_by(f64::total_cmp);
-        median(&rates)
+        median(&self.rates(commands))
     }
 }
 
@@ -327,12 +325,6 @@ fn ops_per_sec(ops: usize, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64()
 }
 
-/// Median of a non-empty, sorted slice.
-fn median(sorted: &[f64]) -> f64 {
-    let middle = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) { f64::midpoint(sorted[middle - 1], sorted[middle]) } else { sorted[middle] }
-}
-
 /// Bourse's median throughput over a peer's.
 fn ratio(measured: &BTreeMap<EngineKind, Measured>, peer: EngineKind, commands: usize) -> Option<f64> {
     let bourse = measured.get(&EngineKind::Bourse)?.rate_median(commands);
@@ -379,9 +371,7 @@ fn result(
     let commands = workload.shape.commands;
     let rates_in_order = engine_measured.rates(commands);
     let rates_text: Vec<String> = rates_in_order.iter().map(|rate| format!("{rate:.0}")).collect();
-    let mut rates = rates_in_order;
-    rates.sort_by(f64::total_cmp);
-    let rate_median = median(&rates);
+    let rate_median = median(&rates_in_order);
     let elapsed_median = Duration::from_secs_f64(commands as f64 / rate_median);
     let name = format!("{}/{}", engine.name(), workload.mix.name());
     let latency = &engine_measured.latency;
@@ -396,8 +386,8 @@ fn result(
         .extra("mix", Extra::Text(workload.mix.name().to_owned()))
         .extra("seed", Extra::Count(workload.shape.seed))
         .extra("runs", Extra::Count(engine_measured.runs.len() as u64))
-        .extra("ops_per_sec_min", Extra::Ratio(rates[0]))
-        .extra("ops_per_sec_max", Extra::Ratio(rates[rates.len() - 1]))
+        .extra("ops_per_sec_min", Extra::Ratio(rates_in_order.iter().copied().fold(f64::INFINITY, f64::min)))
+        .extra("ops_per_sec_max", Extra::Ratio(rates_in_order.iter().copied().fold(f64::NEG_INFINITY, f64::max)))
         .extra("ops_per_sec_each_run", Extra::Text(rates_text.join(" ")))
         .extra("latency_pass_ops_per_sec", Extra::Ratio(ops_per_sec(commands, latency.elapsed)))
         .extra("latency_includes_clock_pair_ns_p50", Extra::Count(clock.pair_ns.p50_ns))
@@ -534,11 +524,5 @@ mod tests {
         assert_eq!(engines(&[]), EngineKind::ALL.to_vec());
         let asked = [EngineKind::OrderbookRs, EngineKind::Bourse, EngineKind::OrderbookRs];
         assert_eq!(engines(&asked), vec![EngineKind::Bourse, EngineKind::OrderbookRs]);
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert!((median(&[1.0, 2.0, 9.0]) - 2.0).abs() < f64::EPSILON);
-        assert!((median(&[1.0, 2.0, 4.0, 9.0]) - 3.0).abs() < f64::EPSILON);
     }
 }

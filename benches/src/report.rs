@@ -214,9 +214,28 @@ pub(crate) fn thousands(value: u64) -> String {
     grouped
 }
 
+/// Median of a non-empty list, in any order (the mean of the middle two for an even
+/// count): the figure every suite reports of its repeated runs.
+pub(crate) fn median(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "the median of at least one value");
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) { f64::midpoint(sorted[middle - 1], sorted[middle]) } else { sorted[middle] }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts_in_any_order() {
+        assert!((median(&[1.0, 2.0, 9.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median(&[1.0, 2.0, 4.0, 9.0]) - 3.0).abs() < f64::EPSILON);
+        assert!((median(&[9.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median(&[9.0, 4.0, 1.0, 2.0]) - 3.0).abs() < f64::EPSILON);
+        assert!((median(&[5.0]) - 5.0).abs() < f64::EPSILON);
+    }
 
     #[test]
     fn groups_thousands() {
