@@ -43,28 +43,10 @@ pub(crate) mod tag {
     pub(crate) const PASSWORD: u32 = 554;
 }
 
-/// The UTC time as FIX writes it: `YYYYMMDD-HH:MM:SS.sss`.
+/// The UTC time as FIX writes it, `YYYYMMDD-HH:MM:SS.sss`: the server's own formatter.
 pub(crate) fn utc_timestamp(unix_ms: u64) -> String {
-    let seconds = unix_ms / 1_000;
-    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rest = seconds % 86_400;
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{:03}",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60,
-        unix_ms % 1_000
-    )
+    let stamp = bourse_gateway::fix::time::timestamp_ms(i64::try_from(unix_ms).unwrap_or(i64::MAX));
+    String::from_utf8_lossy(&stamp).into_owned()
 }
 
 /// Builds the messages of one session (as the initiator): its `CompIDs`, its outbound
