@@ -267,6 +267,14 @@ struct LiveOrder {
     placed: (Instant, Instant),
 }
 
+impl LiveOrder {
+    /// An order just accepted (or found resting) with `lots` left of `lots`, its
+    /// `ClOrdID` request `cl`, placed at `placed` (intended, sent).
+    fn new(market: usize, side: Side, ticks: i64, lots: i64, cl: u64, ioc: bool, placed: (Instant, Instant)) -> Self {
+        Self { market, side, ticks, remaining: lots, total: lots, cl, busy: false, gone: false, ioc, placed }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct OpenAuth {
     payment: u64,
@@ -382,19 +390,7 @@ impl ClientState {
             .into_iter()
             .map(|(id, market, buy, ticks, lots, cl)| {
                 let side = if buy { Side::Buy } else { Side::Sell };
-                let order = LiveOrder {
-                    market,
-                    side,
-                    ticks,
-                    remaining: lots,
-                    total: lots,
-                    cl,
-                    busy: false,
-                    gone: false,
-                    ioc: false,
-                    placed: (now, now),
-                };
-                (id, order)
+                (id, LiveOrder::new(market, side, ticks, lots, cl, false, (now, now)))
             })
             .collect();
         lost
@@ -1097,19 +1093,7 @@ impl ClientState {
             });
         }
         let placed = (flight.intended, flight.sent);
-        let order = LiveOrder {
-            market,
-            side,
-            ticks,
-            remaining: lots,
-            total: lots,
-            cl: n,
-            busy: false,
-            gone: false,
-            ioc,
-            placed,
-        };
-        self.orders.insert(order_id, order);
+        self.orders.insert(order_id, LiveOrder::new(market, side, ticks, lots, n, ioc, placed));
         self.order_events(who, shared, events, seq, now, false);
         if ioc && self.orders.remove(&order_id).is_some() {
             self.fail(shared, "mismatched", || format!("immediate-or-cancel order {order_id} was left resting"));
@@ -1425,21 +1409,7 @@ impl ClientState {
             self.fail(shared, "mismatched", || format!("New for request {n} does not match the order sent"));
         }
         let placed = (flight.intended, flight.sent);
-        self.orders.insert(
-            order_id,
-            LiveOrder {
-                market,
-                side,
-                ticks,
-                remaining: lots,
-                total: lots,
-                cl: n,
-                busy: false,
-                gone: false,
-                ioc,
-                placed,
-            },
-        );
+        self.orders.insert(order_id, LiveOrder::new(market, side, ticks, lots, n, ioc, placed));
     }
 
     fn fix_replaced(&mut self, shared: &Shared, order: u64, n: u64, message: &FixMessage<'_>) {
